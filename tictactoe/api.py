@@ -1,0 +1,276 @@
+"""HTTP handlers: parse and validate parameters, call the service, shape the JSON. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from .errors import BadRequest, BodyTooLarge
+from .keys import CONFIG, SERVICE
+from .lobby import InvalidName
+from .service import UnknownGame
+
+routes = web.RouteTableDef()
+
+_DIGITS = re.compile(r"[0-9]{1,100}")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_GAME_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+_JSON = "application/json"
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+class Params:
+    """The parameters of one request, strictly typed on access (PROTOCOL.md, section 0)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def text(self, name: str) -> str | None:
+        value = self._values.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string")
+        return value
+
+    def integer(self, name: str, default: int | None = None) -> int | None:
+        value = self._values.get(name)
+        if value is None:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and _DIGITS.fullmatch(value):
+            return int(value)
+        raise BadRequest(f"{name} must be a non-negative integer written in digits")
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self._values.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false"}:
+            return value.lower() == "true"
+        raise BadRequest(f"{name} must be true or false")
+
+    def client_id(self, *, required: bool) -> str | None:
+        value = self.text("client_id")
+        if value is None:
+            if required:
+                raise BadRequest("client_id is required")
+            return None
+        if not _CLIENT_ID.fullmatch(value):
+            # Never echo the value: a client id is a secret, even a malformed one.
+            raise BadRequest("client_id must be 16-64 characters of A-Z a-z 0-9 _ -")
+        return value
+
+
+def _pairs_to_params(pairs: list[tuple[str, Any]]) -> Params:
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in values:
+            raise BadRequest(f"parameter {key!r} is given more than once")
+        values[key] = value
+    return Params(values)
+
+
+def _parse_query(query: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the query string is not valid UTF-8") from None
+
+
+def query_params(request: web.Request) -> Params:
+    return _pairs_to_params(_parse_query(request.rel_url.raw_query_string))
+
+
+async def body_params(request: web.Request) -> Params:
+    """The POST body as parameters: form, multipart or a JSON object, strictly."""
+    kind = request.content_type
+    try:
+        if kind == _MULTIPART:
+            return await _multipart_params(request)
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge("request body too large") from None
+    if not body and kind in {"application/octet-stream", "", _FORM, _JSON}:
+        return Params({})  # a bare POST: every parameter left out
+    if kind == _FORM:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the body is not valid UTF-8") from None
+        return _pairs_to_params(_parse_query(text))
+    if kind == _JSON:
+        return _json_params(body)
+    raise BadRequest("the body must be form data, multipart form data, or a JSON object")
+
+
+def _json_params(body: bytes) -> Params:
+    try:
+        pairs = json.loads(body.decode("utf-8"), object_pairs_hook=_JsonObject)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON in UTF-8") from None
+    if not isinstance(pairs, _JsonObject):
+        raise BadRequest("the JSON body must be an object")
+    return _pairs_to_params(list(pairs))
+
+
+class _JsonObject(list):  # type: ignore[type-arg]
+    """A JSON object kept as its key/value pairs, so that a repeated key can be refused."""
+
+
+async def _multipart_params(request: web.Request) -> Params:
+    # aiohttp's parser enforces client_max_size and decodes text fields strictly.
+    try:
+        form = await request.post()
+    except UnicodeDecodeError:
+        raise BadRequest("a multipart field is not valid UTF-8") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    except (ValueError, AssertionError, RuntimeError, KeyError, LookupError):
+        raise BadRequest("the multipart body is malformed") from None
+    pairs = [(key, value if isinstance(value, str) else _NotText()) for key, value in form.items()]
+    return _pairs_to_params(pairs)
+
+
+class _NotText:
+    """A multipart field that was a file or binary: ill-typed for every parameter."""
+
+
+def _unprintable(text: str, *, strict: bool) -> bool:
+    """True if `text` holds control characters, bidi overrides or isolates, or surrogates;
+    with `strict` (names), also line and paragraph separators."""
+    banned = {"Cc", "Cs", "Zl", "Zp"} if strict else {"Cc", "Cs"}
+    return any(ch in _BIDI_CONTROLS or unicodedata.category(ch) in banned for ch in text)
+
+
+def _name(params: Params, limit: int) -> str | None:
+    name = params.text("name")
+    if name is None:
+        return None
+    name = name.strip()  # "stan " must not pass for "stan"
+    if not name:
+        raise InvalidName("name must not be empty")
+    if len(name) > limit:
+        raise InvalidName(f"name must be at most {limit} characters")
+    if _unprintable(name, strict=True):
+        raise InvalidName("name must not contain control characters or direction overrides")
+    return name
+
+
+def _message(params: Params, limit: int) -> str:
+    message = params.text("message")
+    if message is None or message == "":
+        raise BadRequest("message is required")
+    if len(message) > limit:
+        raise BadRequest(f"message must be at most {limit} characters")
+    if _unprintable(message, strict=False):
+        raise BadRequest("message must not contain control characters or direction overrides")
+    return message
+
+
+def _game_id(request: web.Request) -> str:
+    game_id = request.match_info["game_id"]
+    if not _GAME_ID.fullmatch(game_id):
+        raise UnknownGame("unknown game id")
+    return game_id
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
+
+
+def _event_response(raw: bytes) -> web.Response:
+    return web.Response(body=raw, content_type=_JSON, charset="utf-8")
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+@routes.post("/api/play")
+async def play(request: web.Request) -> web.Response:
+    params = await body_params(request)
+    config = request.app[CONFIG]
+    client_id = params.client_id(required=False)
+    name = _name(params, config.max_name_length)
+    resume = params.boolean("resume")
+    joined = await request.app[SERVICE].play(client_id, name, resume=resume)
+    return _json({"client_id": joined.client_id, "name": joined.name, "game_id": joined.game_id})
+
+
+@routes.post("/api/move")
+async def move(request: web.Request) -> web.Response:
+    params = await body_params(request)
+    client_id = params.client_id(required=True)
+    position = params.integer("position")
+    if position is None:
+        raise BadRequest("position is required: an integer from 0 to 8")
+    assert client_id is not None
+    cursor = await request.app[SERVICE].move(client_id, position)
+    return _json({"cursor": cursor})
+
+
+@routes.post("/api/chat")
+async def chat(request: web.Request) -> web.Response:
+    params = await body_params(request)
+    client_id = params.client_id(required=True)
+    message = _message(params, request.app[CONFIG].max_chat_length)
+    assert client_id is not None
+    cursor = await request.app[SERVICE].chat(client_id, message)
+    return _json({"cursor": cursor})
+
+
+@routes.post("/api/quit")
+async def quit_game(request: web.Request) -> web.Response:
+    params = await body_params(request)
+    client_id = params.client_id(required=True)
+    assert client_id is not None
+    await request.app[SERVICE].quit(client_id)
+    return _json({})
+
+
+@routes.get("/api/updates/{game_id}")
+async def updates(request: web.Request) -> web.Response:
+    game_id = _game_id(request)
+    cursor = query_params(request).integer("cursor", 0)
+    assert cursor is not None
+    raw = await request.app[SERVICE].event_after(game_id, cursor)
+    if raw is None:
+        return web.Response(status=204)
+    return _event_response(raw)
+
+
+@routes.get("/api/games/{game_id}/events")
+async def events(request: web.Request) -> web.Response:
+    game_id = _game_id(request)
+    params = query_params(request)
+    after = params.integer("after", 0)
+    wait = params.integer("wait", 0)
+    assert after is not None and wait is not None
+    batch = await request.app[SERVICE].events_after(game_id, after, float(wait))
+    return web.Response(body=b"[" + b",".join(batch) + b"]", content_type=_JSON, charset="utf-8")
+
+
+@routes.get("/api/games/{game_id}")
+async def game_state(request: web.Request) -> web.Response:
+    game_id = _game_id(request)
+    at = query_params(request).integer("at")
+    return _json(await request.app[SERVICE].state_at(game_id, at))
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[SERVICE].check_health()
+    return _json({"status": "ok"})

@@ -1,0 +1,78 @@
+"""One middleware turns every refusal into the protocol's error body (PROTOCOL.md, section 0)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .rules import GameError
+
+log = logging.getLogger(__name__)
+
+# Protocol code -> HTTP status.
+HTTP_STATUS = {
+    100: 400,
+    101: 401,
+    102: 404,
+    103: 409,
+    104: 409,
+    109: 409,
+    110: 409,
+    112: 400,
+    113: 410,
+    120: 413,
+    121: 429,
+    130: 503,
+    150: 500,
+}
+
+
+class BadRequest(GameError):
+    """A request the server cannot parse: missing or ill-typed parameter, bad body."""
+
+    code = 100
+
+
+class BodyTooLarge(GameError):
+    """The request body is over the configured limit."""
+
+    code = 120
+
+
+def error_response(code: int, message: str, status: int | None = None) -> web.Response:
+    body = {"error": {"code": code, "message": message}}
+    return web.json_response(body, status=status or HTTP_STATUS[code])
+
+
+# aiohttp's own refusals (no such route, wrong method, body too large) in the protocol's words.
+_HTTP_ERRORS = {
+    404: (100, "no such endpoint"),
+    405: (100, "method not allowed here"),
+    413: (120, "request body too large"),
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Rule and request errors to status + `{"error": ...}`; anything unexpected to a 500, logged."""
+    try:
+        response = await handler(request)
+    except GameError as err:
+        response = error_response(err.code, str(err))
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        code, message = _HTTP_ERRORS.get(err.status, (100, err.reason))
+        response = error_response(code, message, err.status)
+        if err.status == 405:
+            response.headers["Allow"] = err.headers.get("Allow", "")
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        response = error_response(150, "internal server error")
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,124 @@
+"""The events of a game, in the past tense, and their public JSON (PROTOCOL.md, "Events").
+
+Events depend on nothing: they are the vocabulary that the rules, the store and the
+clients share. Each has a stable `type` name, the protocol's, never a class path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+Mark = Literal["X", "O"]
+Outcome = Literal["X", "O", "D"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a game, at `cursor` in its timeline."""
+
+    type: ClassVar[str]
+    cursor: int
+    timestamp: str
+    # Hash of the acting client's id, kept in the store's `actor` column, never in the JSON.
+    actor: str | None = field(default=None, kw_only=True, compare=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerJoined(Event):
+    type: ClassVar[str] = "connect"
+    name: str
+    player: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GameStarted(Event):
+    type: ClassVar[str] = "status"
+    board: str
+    turn: Mark
+    player_x: str
+    player_o: str
+
+
+@dataclass(frozen=True, slots=True)
+class MovePlayed(Event):
+    type: ClassVar[str] = "move"
+    board: str
+    player: Mark
+    position: int
+    turn: Mark | None = None
+    winner: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSent(Event):
+    type: ClassVar[str] = "chat"
+    name: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerLeft(Event):
+    type: ClassVar[str] = "disconnect"
+    name: str
+    player: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GameEnded(Event):
+    type: ClassVar[str] = "end"
+    reason: str
+    result: Literal["X", "O", "D", "abandoned"]
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (PlayerJoined, GameStarted, MovePlayed, ChatSent, PlayerLeft, GameEnded)
+}
+
+# Python field name -> protocol field name, where they differ.
+_WIRE_NAMES = {"player_x": "playerX", "player_o": "playerO"}
+_PYTHON_NAMES = {wire: py for py, wire in _WIRE_NAMES.items()}
+
+
+def to_public(event: Event) -> dict[str, Any]:
+    """The event as the protocol's JSON object: `type`, `cursor`, `timestamp`, then its fields."""
+    public: dict[str, Any] = {"type": event.type}
+    for name in event.__dataclass_fields__:
+        if name == "actor":
+            continue
+        value = getattr(event, name)
+        # A move carries `turn` or `winner`, never a null one of the two.
+        if value is None and isinstance(event, MovePlayed):
+            continue
+        public[_WIRE_NAMES.get(name, name)] = value
+    return public
+
+
+def encode(event: Event) -> bytes:
+    """The event's public JSON as UTF-8 bytes, made once and sent to every reader."""
+    return json.dumps(to_public(event), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode(data: str | bytes, actor: str | None = None) -> Event:
+    """Rebuild an event from its public JSON (as stored) and its actor hash."""
+    public = json.loads(data)
+    cls = EVENT_TYPES[public.pop("type")]
+    kwargs = {_PYTHON_NAMES.get(key, key): value for key, value in public.items()}
+    return cls(**kwargs, actor=actor)
+
+
+def utc_now() -> str:
+    """The current time as the protocol writes it: ISO 8601, UTC, milliseconds."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as every event timestamp."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(timestamp: str) -> datetime:
+    """The inverse of `format_time`."""
+    return datetime.fromisoformat(timestamp)

@@ -1,0 +1,14 @@
+"""The typed keys of everything the application holds."""
+
+from aiohttp import web
+
+from .config import Config
+from .hub import Hub
+from .service import GameService
+from .store import EventStore
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", EventStore)
+HUB = web.AppKey("hub", Hub)
+SERVICE = web.AppKey("service", GameService)
+STARTUP = web.AppKey("startup", dict)  # what start-up found: restored games, time taken

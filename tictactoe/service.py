@@ -1,0 +1,498 @@
+"""The use cases: play, move, chat, quit, and reading a game's timeline.
+
+Every change follows one path: take the game's lock, `decide` against the cached state, fold
+the new events in (`evolve`), append them (committed), then publish the new state and wake
+the game's waiters. The cache is only ever the replay of what was committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import rules
+from .events import Event, encode, parse_time, to_public, utc_now
+from .hub import Hub
+from .lobby import Lobby, Membership, NameTaken
+from .rules import Command, GameError, GameState
+from .store import CursorConflict, EventStore, GameRow
+from .store import StorageUnavailable as StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_FINISHED_CACHE_SIZE = 2048
+_CONFLICT_RETRIES = 3
+
+
+# --- the service's own refusals ------------------------------------------------------------
+
+
+class UnknownClient(GameError):
+    """No player has this client id."""
+
+    code = 101
+
+
+class UnknownGame(GameError):
+    """No game has this id."""
+
+    code = 102
+
+
+class NothingToResume(GameError):
+    """The client has no unfinished game."""
+
+    code = 110
+
+
+class CursorAhead(GameError):
+    """The cursor is past the game's last event."""
+
+    code = 112
+
+
+class NothingMoreToCome(GameError):
+    """The game is over and the cursor is at its last event."""
+
+    code = 113
+
+
+class StorageUnavailable(GameError):
+    """The database cannot be used right now; nothing was changed."""
+
+    code = 130
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    client_id: str
+    name: str
+    game_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    poll_timeout: float = 30.0
+    pending_timeout: float = 60.0
+    turn_timeout: float = 600.0
+
+
+@dataclass(slots=True)
+class GameRecord:
+    """One game in memory: its replayed state and its events encoded once for every reader."""
+
+    state: GameState
+    encoded: list[bytes] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    polls_open: int = 0
+    last_poll: float = field(default_factory=time.monotonic)  # for the pending timeout
+    turn_deadline: float | None = None  # wall-clock time at which the player to move loses
+
+
+def actor_of(client_id: str) -> str:
+    """The only form in which a client id is ever stored: its SHA-256."""
+    return hashlib.sha256(client_id.encode()).hexdigest()
+
+
+def new_client_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_game_id() -> str:
+    return secrets.token_hex(8)
+
+
+def game_row(state: GameState) -> GameRow:
+    """The `games` read-model row of a state."""
+    assert state.created_at is not None and state.updated_at is not None
+    return GameRow(
+        state.game_id,
+        state.phase,
+        state.player_x,
+        state.player_o,
+        state.moves,
+        state.result,
+        state.cursor,
+        state.created_at,
+        state.updated_at,
+    )
+
+
+class KeyedLocks:
+    """One lock per key, existing only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str):  # type: ignore[no-untyped-def]
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class GameService:
+    """The game server's behaviour, independent of HTTP."""
+
+    def __init__(self, store: EventStore, hub: Hub, limits: Limits, *, rng: random.Random | None = None) -> None:
+        self._store = store
+        self._hub = hub
+        self._limits = limits
+        self._rng = rng or random.SystemRandom()
+        self._lobby = Lobby()
+        self._active: dict[str, GameRecord] = {}
+        self._finished: OrderedDict[str, GameRecord] = OrderedDict()
+        self._client_locks = KeyedLocks()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._timer_task: asyncio.Task[None] | None = None
+
+    # --- life cycle ---
+
+    async def start(self) -> int:
+        """Replay the unfinished games into memory and start the timers; returns how many."""
+        games = await self._store.load_unfinished()
+        for game_id, events in games.items():
+            record = self._record_from(rules.replay(game_id, events), events)
+            self._active[game_id] = record
+        self._lobby.restore(record.state for record in self._active.values())
+        self._timer_task = asyncio.create_task(self._run_timers(), name="game-timers")
+        return len(games)
+
+    def stop_waiting(self) -> None:
+        """Answer every parked poll with 'nothing yet' (204): the server is stopping."""
+        self._hub.close()
+
+    async def close(self) -> None:
+        """Stop the timers and let the changes already under way commit."""
+        self._hub.close()
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer_task
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=10)
+
+    # --- commands ---
+
+    async def play(self, client_id: str | None, name: str | None, *, resume: bool = False) -> Joined:
+        """Pair the client with an opponent (or get back its game with `resume`)."""
+        return await self._shielded(self._play(client_id, name, resume))
+
+    async def move(self, client_id: str, position: int) -> int:
+        """Play the client's mark at `position`; returns the move's cursor."""
+        actor = actor_of(client_id)
+        game_id = await self._game_of(actor)
+        events = await self._shielded(self._execute(game_id, lambda _: rules.Move(actor, position, utc_now())))
+        return events[0].cursor
+
+    async def chat(self, client_id: str, message: str) -> int:
+        """Say something in the client's game; returns the chat event's cursor."""
+        actor = actor_of(client_id)
+        game_id = await self._game_of(actor)
+        events = await self._shielded(self._execute(game_id, lambda _: rules.Chat(actor, message, utc_now())))
+        return events[0].cursor
+
+    async def quit(self, client_id: str) -> None:
+        """End the client's unfinished game, if it has one, and free its name."""
+        await self._shielded(self._quit(actor_of(client_id)))
+
+    async def _quit(self, actor: str) -> None:
+        async with self._client_locks.hold(actor):
+            membership = self._lobby.membership(actor)
+            if membership is None:
+                await self._game_of(actor)  # 101 for a client never seen; else nothing to end
+                return
+            await self._execute(membership.game_id, lambda _: rules.Quit(actor, utc_now()))
+
+    async def _play(self, client_id: str | None, name: str | None, resume: bool) -> Joined:
+        fresh = client_id is None
+        client_id = client_id or new_client_id()
+        actor = actor_of(client_id)
+        async with self._client_locks.hold(actor):
+            membership = self._lobby.membership(actor)
+            if resume:
+                if membership is None:
+                    raise NothingToResume("you have no unfinished game to resume")
+                return Joined(client_id, membership.name, membership.game_id)
+            if name is not None and not self._lobby.name_is_free(name, actor):
+                raise NameTaken(f"the name {name!r} is taken by an active player")  # before any change
+            previous = membership.name if membership else (None if fresh else await self._last_name(actor))
+            if membership is not None:
+                await self._execute(membership.game_id, lambda _: rules.Quit(actor, utc_now()))
+            chosen = name or (previous if previous and self._lobby.name_is_free(previous, actor) else None)
+            chosen = chosen or self._lobby.guest_name()
+            self._lobby.reserve_name(chosen, actor)
+            try:
+                game_id = await self._join_any(actor, chosen)
+            except BaseException:
+                self._lobby.release_name(chosen, actor)
+                raise
+            return Joined(client_id, chosen, game_id)
+
+    async def _join_any(self, actor: str, name: str) -> str:
+        """Join the oldest waiting game that still takes a player, or open a new one."""
+        while (game_id := self._lobby.claim_oldest_waiting()) is not None:
+            try:
+                await self._execute(game_id, lambda _: rules.Join(actor, name, utc_now(), self._coin()))
+                return game_id
+            except (rules.GameFull, rules.GameOver, rules.AlreadyJoined, UnknownGame):
+                continue  # the game went away while we claimed it: try the next
+            except BaseException:
+                if (record := self._active.get(game_id)) and record.state.phase == "waiting":
+                    self._lobby.unclaim(game_id)
+                raise
+        game_id = new_game_id()
+        record = GameRecord(GameState(game_id))
+        await self._execute_on(record, rules.Join(actor, name, utc_now()))
+        return game_id
+
+    def _coin(self) -> bool:
+        return self._rng.random() < 0.5
+
+    # --- reading the timeline ---
+
+    async def event_after(self, game_id: str, cursor: int, timeout: float | None = None) -> bytes | None:
+        """Event `cursor + 1` of the game, waiting for it up to `timeout`; None if none came."""
+        record = await self._record(game_id)
+        self._check_cursor(record, cursor)
+        if cursor >= record.state.cursor and not await self._wait_past(game_id, record, cursor, self._timeout(timeout)):
+            return None
+        return record.encoded[cursor]
+
+    async def events_after(self, game_id: str, after: int, wait: float = 0.0, limit: int = 100) -> list[bytes]:
+        """All events after cursor `after` (at most `limit`), waiting up to `wait` for the first."""
+        record = await self._record(game_id)
+        self._check_cursor(record, after)
+        if after >= record.state.cursor and not await self._wait_past(game_id, record, after, self._timeout(wait)):
+            return []
+        return record.encoded[after : after + limit]
+
+    async def state_at(self, game_id: str, at: int | None = None) -> dict[str, Any]:
+        """The game rebuilt by replaying its stored log up to cursor `at` (default: all of it)."""
+        record = await self._record(game_id)
+        if at is not None and at > record.state.cursor:
+            raise CursorAhead(f"cursor {at} is ahead of the game's last event ({record.state.cursor})")
+        # Read from the log itself, not from the cache: this is the debugging view of the log.
+        events = await self._store_call(self._store.load(game_id))
+        events = events if at is None else events[:at]
+        public = rules.public_state(rules.replay(game_id, events))
+        public["events"] = [to_public(event) for event in events]
+        return public
+
+    def _timeout(self, requested: float | None) -> float:
+        limit = self._limits.poll_timeout
+        return limit if requested is None else max(0.0, min(requested, limit))
+
+    @staticmethod
+    def _check_cursor(record: GameRecord, cursor: int) -> None:
+        last = record.state.cursor
+        if cursor > last:
+            raise CursorAhead(f"cursor {cursor} is ahead of the game's last event ({last})")
+        if cursor == last and record.state.over:
+            raise NothingMoreToCome("the game is over and you have its last event")
+
+    async def _wait_past(self, game_id: str, record: GameRecord, cursor: int, timeout: float) -> bool:
+        """Park until the game has an event after `cursor`; False on timeout or shutdown."""
+        record.polls_open += 1
+        record.last_poll = time.monotonic()
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while cursor >= record.state.cursor:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if await self._hub.wait(game_id, remaining) is None:
+                    return False
+            return True
+        finally:
+            record.polls_open -= 1
+            record.last_poll = time.monotonic()
+
+    # --- the one path of every change ---
+
+    # Commands are passed as factories so that their timestamp is taken under the game's lock:
+    # the timestamps of a game's events then never go backwards.
+    async def _execute(self, game_id: str, command: Callable[[GameState], Command]) -> tuple[Event, ...]:
+        record = self._active.get(game_id)
+        if record is None:
+            await self._record(game_id)  # 102 if the game does not exist at all
+            raise rules.GameOver("the game is over")
+        return await self._execute_on(record, command)
+
+    async def _execute_on(
+        self, record: GameRecord, command: Command | Callable[[GameState], Command]
+    ) -> tuple[Event, ...]:
+        """Decide, append, evolve, publish, notify: under the game's lock, with conflict retries."""
+        async with record.lock:
+            for _ in range(_CONFLICT_RETRIES):
+                state = record.state
+                cmd = command(state) if callable(command) else command
+                events = rules.decide(state, cmd)
+                new_state = rules.evolve_all(state, events)
+                try:
+                    await self._store_call(self._store.append(events, game_row(new_state)))
+                except CursorConflict:
+                    # Another writer (another process) got there first: catch up and decide again.
+                    await self._reload(record)
+                    continue
+                self._publish(record, new_state, events)
+                return events
+        raise StorageUnavailable("the game changed too often while this request was decided; try again")
+
+    def _publish(self, record: GameRecord, state: GameState, events: tuple[Event, ...]) -> None:
+        record.state = state
+        record.encoded.extend(encode(event) for event in events)
+        record.turn_deadline = self._turn_deadline(state)
+        game_id = state.game_id
+        if state.over:
+            self._active.pop(game_id, None)
+            self._remember_finished(record)
+        else:
+            self._active[game_id] = record
+        self._lobby.apply(state, events)
+        self._hub.notify(game_id, state.cursor)
+
+    async def _reload(self, record: GameRecord) -> None:
+        events = await self._store_call(self._store.load(record.state.game_id))
+        fresh = self._record_from(rules.replay(record.state.game_id, events), events)
+        record.state, record.encoded, record.turn_deadline = fresh.state, fresh.encoded, fresh.turn_deadline
+
+    def _record_from(self, state: GameState, events: list[Event]) -> GameRecord:
+        record = GameRecord(state, [encode(event) for event in events])
+        record.turn_deadline = self._turn_deadline(state)
+        return record
+
+    def _turn_deadline(self, state: GameState) -> float | None:
+        if state.phase != "playing" or state.turn_since is None:
+            return None
+        return parse_time(state.turn_since).timestamp() + self._limits.turn_timeout
+
+    # --- finding games and clients ---
+
+    async def _record(self, game_id: str) -> GameRecord:
+        record = self._active.get(game_id) or self._finished.get(game_id)
+        if record is not None:
+            if game_id in self._finished:
+                self._finished.move_to_end(game_id)
+            return record
+        events = await self._store_call(self._store.load(game_id))
+        if not events:
+            raise UnknownGame("unknown game id")
+        state = rules.replay(game_id, events)
+        record = self._record_from(state, events)
+        if state.over:
+            self._remember_finished(record)
+        else:  # written by another process since we started: adopt it
+            self._active.setdefault(game_id, record)
+            record = self._active[game_id]
+        return record
+
+    def _remember_finished(self, record: GameRecord) -> None:
+        self._finished[record.state.game_id] = record
+        self._finished.move_to_end(record.state.game_id)
+        while len(self._finished) > _FINISHED_CACHE_SIZE:
+            self._finished.popitem(last=False)
+
+    async def _game_of(self, actor: str) -> str:
+        """The client's unfinished game; 103 if its last game is over, 101 if it never played."""
+        membership: Membership | None = self._lobby.membership(actor)
+        if membership is not None:
+            return membership.game_id
+        last = await self._store_call(self._store.last_game_of(actor))
+        if last is None:
+            raise UnknownClient("unknown client id")
+        raise rules.GameOver("your game is over: play again to start a new one")
+
+    async def _last_name(self, actor: str) -> str | None:
+        """The name a returning client had in its last game."""
+        game_id = await self._store_call(self._store.last_game_of(actor))
+        if game_id is None:
+            return None
+        seat = (await self._record(game_id)).state.seat_of(actor)
+        return seat.name if seat else None
+
+    # --- timers: abandoned waiting games and turns that ran out ---
+
+    async def _run_timers(self) -> None:
+        interval = max(0.05, min(1.0, self._limits.pending_timeout / 4, self._limits.turn_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_games()
+            except Exception:  # a timer must never die: log and go on
+                log.exception("game timers failed")
+
+    async def expire_games(self) -> int:
+        """End the waiting games nobody polls and the turns that ran out; returns how many."""
+        now, clock = time.time(), time.monotonic()
+        endings: list[Awaitable[tuple[Event, ...]]] = []
+        for game_id, record in list(self._active.items()):
+            state = record.state
+            if state.phase == "waiting":
+                idle = record.polls_open == 0 and clock - record.last_poll >= self._limits.pending_timeout
+                if idle and self._lobby.claim(game_id):
+                    endings.append(self._abandon(record))
+            elif record.turn_deadline is not None and now >= record.turn_deadline:
+                assert state.turn is not None and state.turn_since is not None
+                endings.append(self._execute_on(record, rules.TimeOut(state.turn, state.turn_since, utc_now())))
+        results = await asyncio.gather(*(self._shielded(e) for e in endings), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, rules.StaleTimer):
+                log.warning("could not end an expired game: %s", result)
+        return sum(1 for r in results if not isinstance(r, BaseException))
+
+    async def _abandon(self, record: GameRecord) -> tuple[Event, ...]:
+        try:
+            return await self._execute_on(record, lambda _: rules.Abandon(utc_now()))
+        except BaseException:
+            if record.state.phase == "waiting":
+                self._lobby.unclaim(record.state.game_id)
+            raise
+
+    # --- plumbing ---
+
+    async def _shielded(self, work: Awaitable[T]) -> T:
+        """Run a change to its end even if the client hangs up: an answered or unanswered
+        request must never leave the cache behind the log."""
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return await asyncio.shield(task)
+
+    @staticmethod
+    async def _store_call(work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except StoreUnavailable as err:
+            raise StorageUnavailable("storage unavailable: try again shortly") from err
+
+    # --- introspection for health checks, tests and metrics ---
+
+    async def check_health(self) -> None:
+        await self._store_call(self._store.ping())
+
+    def waiting_polls(self, game_id: str | None = None) -> int:
+        return self._hub.waiting(game_id)
+
+    def counts(self) -> dict[str, int]:
+        return {"active_games": len(self._active), "cached_finished": len(self._finished), **self._lobby.counts()}

@@ -1,0 +1,262 @@
+"""The SQLite event store: migrations, group-committed appends, loads. It only stores.
+
+One writer task owns every write: appends that arrive while a transaction is being committed
+wait in a queue and go into the next one together (one transaction, one fsync for the batch),
+and each caller awaits its own result. Reads use a second connection (WAL lets them run while
+the writer commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import aiosqlite
+
+from .events import Event, decode, encode, utc_now
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATION_NAME = re.compile(r"[0-9]{4}_[a-z0-9_]+\.sql")
+_MAX_BATCH = 512
+
+_INSERT_EVENT = "INSERT INTO events (game_id, cursor, type, data, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT_GAME = """
+INSERT INTO games (game_id, state, player_x, player_o, moves, result, last_cursor, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (game_id) DO UPDATE SET
+    state = excluded.state, player_x = excluded.player_x, player_o = excluded.player_o,
+    moves = excluded.moves, result = excluded.result, last_cursor = excluded.last_cursor,
+    updated_at = excluded.updated_at
+"""
+
+
+class StoreError(Exception):
+    """Base of the store's own errors: the driver's never leave this module."""
+
+
+class CursorConflict(StoreError):
+    """Another append took one of these cursors first."""
+
+
+class StorageUnavailable(StoreError):
+    """The database cannot be written or read right now."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer version of tictactoe."""
+
+
+class GameRow(NamedTuple):
+    """The `games` read model's row for one game, as the caller derived it from its events."""
+
+    game_id: str
+    state: str
+    player_x: str | None
+    player_o: str | None
+    moves: int
+    result: str | None
+    last_cursor: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(slots=True)
+class _Append:
+    rows: list[tuple[object, ...]]
+    game_row: GameRow
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+_STOP = object()
+
+
+class EventStore:
+    """Appends and loads events; open with `EventStore.open(path)`."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: str) -> None:
+        self._writer = writer
+        self._reader = reader
+        self.path = path
+        self._queue: asyncio.Queue[_Append | object] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.transactions = 0  # committed write transactions, for /metrics and the benchmark
+        self.schema: list[str] = []
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, *, synchronous: str = "FULL", migrations: Path = MIGRATIONS_DIR
+    ) -> EventStore:
+        """Open (creating if needed) the database, apply pending migrations, start the writer."""
+        path = str(path)
+        try:
+            writer = await aiosqlite.connect(path, isolation_level="IMMEDIATE")
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute(f"PRAGMA synchronous={_checked_synchronous(synchronous)}")
+            await writer.execute("PRAGMA busy_timeout=5000")
+            applied = await _migrate(writer, migrations)
+            reader = await aiosqlite.connect(path)
+            await reader.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as err:
+            raise StorageUnavailable(f"cannot open database {path}: {err}") from err
+        store = cls(writer, reader, path)
+        store.schema = applied
+        store._writer_task = asyncio.create_task(store._write_forever(), name="event-store-writer")
+        return store
+
+    # --- writing ---
+
+    async def append(self, events: Sequence[Event], game_row: GameRow) -> None:
+        """Commit `events` of one game (and its read-model row) durably, or raise."""
+        if self._closing:
+            raise StorageUnavailable("the store is closing")
+        rows = [(game_row.game_id, e.cursor, e.type, encode(e).decode(), e.actor, e.timestamp) for e in events]
+        item = _Append(rows, game_row)
+        self._queue.put_nowait(item)
+        await item.done
+
+    async def _write_forever(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Append] = [first]  # type: ignore[list-item]
+            stop = False
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            await self._commit(batch)
+            if stop:
+                return
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        try:
+            await self._writer.executemany(_INSERT_EVENT, [row for item in batch for row in item.rows])
+            await self._writer.executemany(_UPSERT_GAME, [item.game_row for item in batch])
+            await self._writer.commit()
+        except sqlite3.IntegrityError:
+            await self._rollback()
+            if len(batch) == 1:
+                _fail(batch, CursorConflict("another event took this cursor first"))
+                return
+            for item in batch:  # find the conflicting appends; the others still commit
+                await self._commit([item])
+            return
+        except (sqlite3.Error, ValueError) as err:  # ValueError: aiosqlite's connection is gone
+            await self._rollback()
+            log.error("append failed for %d games: %s", len(batch), err)
+            _fail(batch, StorageUnavailable(f"storage unavailable: {err}"))
+            return
+        self.transactions += 1
+        for item in batch:
+            if not item.done.done():
+                item.done.set_result(None)
+
+    async def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await self._writer.rollback()
+
+    # --- reading ---
+
+    async def load(self, game_id: str) -> list[Event]:
+        """Every event of a game in cursor order; empty if the game is unknown."""
+        rows = await self._read("SELECT data, actor FROM events WHERE game_id = ? ORDER BY cursor", (game_id,))
+        return [decode(data, actor) for data, actor in rows]
+
+    async def load_unfinished(self) -> dict[str, list[Event]]:
+        """The events of every game that has not ended, oldest game first."""
+        rows = await self._read(
+            "SELECT e.game_id, e.data, e.actor FROM games AS g JOIN events AS e USING (game_id)"
+            " WHERE g.state != 'over' ORDER BY g.created_at, e.game_id, e.cursor",
+            (),
+        )
+        games: dict[str, list[Event]] = {}
+        for game_id, data, actor in rows:
+            games.setdefault(game_id, []).append(decode(data, actor))
+        return games
+
+    async def last_game_of(self, actor: str) -> str | None:
+        """The game in which `actor` last acted, if it ever did."""
+        rows = await self._read("SELECT game_id FROM events WHERE actor = ? ORDER BY id DESC LIMIT 1", (actor,))
+        return rows[0][0] if rows else None
+
+    async def ping(self) -> None:
+        """Raise `StorageUnavailable` unless the database answers a query."""
+        await self._read("SELECT count(*) FROM schema_migrations", ())
+
+    async def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except (sqlite3.Error, ValueError) as err:
+            raise StorageUnavailable(f"storage unavailable: {err}") from err
+
+    # --- closing ---
+
+    async def close(self) -> None:
+        """Commit what is queued, then close both connections."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._writer_task is not None:
+            self._queue.put_nowait(_STOP)
+            await self._writer_task
+        for conn in (self._writer, self._reader):
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await conn.close()
+
+
+def _fail(batch: list[_Append], error: StoreError) -> None:
+    for item in batch:
+        if not item.done.done():
+            item.done.set_exception(error)
+
+
+def _checked_synchronous(value: str) -> str:
+    value = value.upper()
+    if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {value!r}")
+    return value
+
+
+def migration_files(migrations: Path = MIGRATIONS_DIR) -> list[Path]:
+    """The migrations this code knows, in the order they apply."""
+    return sorted(p for p in migrations.glob("*.sql") if _MIGRATION_NAME.fullmatch(p.name))
+
+
+async def _migrate(db: aiosqlite.Connection, migrations: Path) -> list[str]:
+    """Apply the migrations not yet recorded; refuse a database migrated by newer code."""
+    await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    await db.commit()
+    applied = [row[0] for row in await db.execute_fetchall("SELECT name FROM schema_migrations ORDER BY name")]
+    files = migration_files(migrations)
+    known = {p.name for p in files}
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise SchemaTooNew(
+            f"the database has migration {unknown[-1]}, which this version of tictactoe does not know:"
+            " upgrade tictactoe"
+        )
+    for migration in files:
+        if migration.name in applied:
+            continue
+        sql = migration.read_text(encoding="utf-8")
+        # The name matched _MIGRATION_NAME, so it is safe inside the script.
+        await db.executescript(
+            f"BEGIN IMMEDIATE;\n{sql}\n;INSERT INTO schema_migrations (name, applied_at)"
+            f" VALUES ('{migration.name}', '{utc_now()}');\nCOMMIT;"
+        )
+        log.info("applied migration %s", migration.name)
+        applied.append(migration.name)
+    return applied
