@@ -491,6 +491,11 @@ class GameService:
     async def check_health(self) -> None:
         await self._store_call(self._store.ping())
 
+    def cached_state(self, game_id: str) -> GameState | None:
+        """The in-memory state of a game, if it is cached (what the log must replay to)."""
+        record = self._active.get(game_id) or self._finished.get(game_id)
+        return record.state if record else None
+
     def waiting_polls(self, game_id: str | None = None) -> int:
         return self._hub.waiting(game_id)
 

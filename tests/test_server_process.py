@@ -1,0 +1,154 @@
+"""The real program as a user runs it: started as a process, killed, stopped, restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`python run.py` on a port and a database file, in a folder of its own."""
+
+    def __init__(self, folder: Path, *extra: str) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        args = [sys.executable, str(ROOT / "run.py"), "--port", str(self.port), "--db", "games.db", *self.extra]
+        with open(self.folder / "server.log", "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                assert self.process.poll() is None, self.log()
+                time.sleep(0.05)
+        raise AssertionError("server did not start: " + self.log())
+
+    def log(self) -> str:
+        return (self.folder / "server.log").read_text(errors="replace")
+
+    def signal(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=15)
+
+
+@pytest.fixture
+def server(tmp_path):
+    servers: list[Server] = []
+
+    def make(*extra: str) -> Server:
+        servers.append(Server(tmp_path, *extra))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        if s.process and s.process.poll() is None:
+            s.process.kill()
+            s.process.wait()
+
+
+async def call(session: aiohttp.ClientSession, method: str, url: str, **data: str):
+    async with session.request(method, url, data=data or None) as response:
+        body = await response.json() if response.status != 204 else None
+        return response.status, body
+
+
+async def test_kill_9_mid_game_then_restart_and_finish_with_the_same_ids_and_cursors(server, tmp_path):
+    first = server().start()
+    async with aiohttp.ClientSession() as http:
+        _, a = await call(http, "POST", f"{first.url}/api/play", name="alice")
+        _, b = await call(http, "POST", f"{first.url}/api/play", name="bob")
+        game = a["game_id"]
+        _, status = await call(http, "GET", f"{first.url}/api/updates/{game}?cursor=2")
+        x, o = (a, b) if status["playerX"] == "alice" else (b, a)
+        assert await call(http, "POST", f"{first.url}/api/move", client_id=x["client_id"], position="0") == (
+            200,
+            {"cursor": 4},
+        )
+        first.signal(signal.SIGKILL)
+
+        second = server().start()
+        _, resumed = await call(http, "POST", f"{second.url}/api/play", client_id=o["client_id"], resume="true")
+        assert resumed["game_id"] == game
+        _, seen = await call(http, "GET", f"{second.url}/api/updates/{game}?cursor=3")
+        assert seen["type"] == "move" and seen["position"] == 0  # the acknowledged move survived
+        moves = [(o, 3), (x, 1), (o, 4), (x, 2)]
+        cursors = [
+            (await call(http, "POST", f"{second.url}/api/move", client_id=p["client_id"], position=str(pos)))[1]
+            for p, pos in moves
+        ]
+        assert cursors == [{"cursor": 5}, {"cursor": 6}, {"cursor": 7}, {"cursor": 8}]
+        _, end = await call(http, "GET", f"{second.url}/api/updates/{game}?cursor=8")
+        assert end["type"] == "end" and end["result"] == "X"
+        second.signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_answers_waiting_polls_with_204_and_closes_the_database(server, tmp_path, sig):
+    running = server("--poll-timeout", "60").start()
+    async with aiohttp.ClientSession() as http:
+        _, a = await call(http, "POST", f"{running.url}/api/play", name="alice")
+        await call(http, "POST", f"{running.url}/api/play", name="bob")
+        polls = [
+            asyncio.create_task(call(http, "GET", f"{running.url}/api/updates/{a['game_id']}?cursor=3"))
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        assert running.process is not None
+        running.process.send_signal(sig)
+        answers = await asyncio.wait_for(asyncio.gather(*polls), 10)
+        assert all(status == 204 for status, _ in answers)
+        assert time.monotonic() - started < 5
+        assert await asyncio.to_thread(running.process.wait, 15) == 0
+    assert "database closed cleanly" in running.log()
+    assert not (tmp_path / "games.db-wal").exists() or os.path.getsize(tmp_path / "games.db-wal") == 0
+    with sqlite3.connect(tmp_path / "games.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+
+
+def test_bad_configuration_is_a_one_line_error_not_a_traceback(tmp_path):
+    (tmp_path / "config.toml").write_text("port = 'eighty'\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run.py")], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "port" in result.stderr and "eighty" in result.stderr
+
+
+def test_the_console_script_and_python_m_serve_and_report_the_version(tmp_path):
+    for command in (["tictactoe"], [sys.executable, "-m", "tictactoe"]):
+        exe = Path(sys.executable).parent / "tictactoe" if command == ["tictactoe"] else None
+        args = [str(exe)] if exe else command
+        result = subprocess.run([*args, "--version"], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0 and result.stdout.startswith("tictactoe ")
+        help_text = subprocess.run([*args, "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
+        for flag in ("--config", "--host", "--port", "--db", "--poll-timeout", "--pending-timeout", "--turn-timeout"):
+            assert flag in help_text

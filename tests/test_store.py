@@ -1,0 +1,121 @@
+"""The event store's contract: durable appends, group commit, conflicts, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from tictactoe.events import ChatSent, PlayerJoined
+from tictactoe.store import CursorConflict, EventStore, GameRow, SchemaTooNew, StorageUnavailable
+
+T = "2026-01-01T00:00:00.000Z"
+
+
+def row(game_id: str, cursor: int) -> GameRow:
+    return GameRow(game_id, "waiting", None, None, 0, None, cursor, T, T)
+
+
+def chat(cursor: int, text: str = "hi") -> ChatSent:
+    return ChatSent(cursor, T, name="a", message=text, actor="h")
+
+
+@pytest.fixture
+async def store(tmp_path):
+    store = await EventStore.open(tmp_path / "store.db")
+    yield store
+    await store.close()
+
+
+async def test_appended_events_load_back_in_cursor_order_with_their_actor(store):
+    await store.append([PlayerJoined(1, T, name="a", actor="h")], row("g", 1))
+    await store.append([chat(2), chat(3)], row("g", 3))
+    loaded = await store.load("g")
+    assert [e.cursor for e in loaded] == [1, 2, 3]
+    assert loaded[0] == PlayerJoined(1, T, name="a", actor="h")
+    assert await store.load("unknown") == []
+
+
+async def test_concurrent_appends_to_many_games_share_transactions_and_all_commit_in_order(store):
+    games = [f"g{i}" for i in range(50)]
+
+    async def play(game_id: str) -> None:
+        await store.append([PlayerJoined(1, T, name=game_id, actor=game_id)], row(game_id, 1))
+        for cursor in range(2, 6):
+            await store.append([chat(cursor, f"{game_id}-{cursor}")], row(game_id, cursor))
+
+    before = store.transactions
+    await asyncio.gather(*(play(g) for g in games))
+    for game_id in games:
+        assert [e.cursor for e in await store.load(game_id)] == [1, 2, 3, 4, 5]
+    appends = len(games) * 5
+    assert store.transactions - before < appends / 5  # grouped: far fewer commits than appends
+
+
+async def test_a_cursor_taken_twice_fails_only_the_late_caller(store):
+    results = await asyncio.gather(
+        store.append([chat(1, "first")], row("g", 1)),
+        store.append([chat(1, "second")], row("g", 1)),
+        store.append([chat(1, "other game")], row("h", 1)),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], CursorConflict) and results[2] is None
+    assert [e.message for e in await store.load("g")] == ["first"]
+    assert [e.message for e in await store.load("h")] == ["other game"]
+
+
+async def test_a_failed_transaction_fails_exactly_its_callers_and_the_next_one_commits(store):
+    await store.append([chat(1)], row("g", 1))
+    pages = (await (await store._writer.execute("PRAGMA page_count")).fetchone())[0]
+    await store._writer.execute(f"PRAGMA max_page_count={pages}")  # a full disk
+    big = "x" * 20000
+    results = await asyncio.gather(
+        *(store.append([chat(2, big)], row(f"full{i}", 1)) for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    await store._writer.execute("PRAGMA max_page_count=1073741823")  # space again
+    await store.append([chat(2)], row("g", 2))
+    assert [e.cursor for e in await store.load("g")] == [1, 2]
+    assert await store.load("full0") == []
+
+
+async def test_close_commits_what_is_queued(tmp_path):
+    store = await EventStore.open(tmp_path / "s.db")
+    pending = [asyncio.create_task(store.append([chat(1)], row(f"g{i}", 1))) for i in range(20)]
+    await asyncio.sleep(0)
+    await store.close()
+    await asyncio.gather(*pending)
+    reopened = await EventStore.open(tmp_path / "s.db")
+    try:
+        for i in range(20):
+            assert [e.cursor for e in await reopened.load(f"g{i}")] == [1]
+    finally:
+        await reopened.close()
+
+
+async def test_migrations_are_recorded_by_name_and_applied_once(tmp_path):
+    for _ in range(2):
+        store = await EventStore.open(tmp_path / "m.db")
+        await store.close()
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        names = [r[0] for r in db.execute("SELECT name FROM schema_migrations")]
+        assert names == ["0001_events.sql"]
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path):
+    store = await EventStore.open(tmp_path / "n.db")
+    await store.close()
+    with sqlite3.connect(tmp_path / "n.db") as db:
+        db.execute("INSERT INTO schema_migrations VALUES ('9999_future.sql', 'later')")
+    with pytest.raises(SchemaTooNew, match=r"9999_future\.sql"):
+        await EventStore.open(tmp_path / "n.db")
+
+
+async def test_the_log_rejects_a_duplicate_cursor_even_from_outside(tmp_path):
+    store = await EventStore.open(tmp_path / "u.db")
+    await store.append([chat(1)], row("g", 1))
+    await store.close()
+    with sqlite3.connect(tmp_path / "u.db") as db, pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO events (game_id, cursor, type, data, created_at) VALUES ('g', 1, 'chat', '{}', 'now')")
