@@ -98,16 +98,25 @@ class EventStore:
     ) -> EventStore:
         """Open (creating if needed) the database, apply pending migrations, start the writer."""
         path = str(path)
+        opened: list[aiosqlite.Connection] = []
         try:
             writer = await aiosqlite.connect(path, isolation_level="IMMEDIATE")
+            opened.append(writer)
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute(f"PRAGMA synchronous={_checked_synchronous(synchronous)}")
             await writer.execute("PRAGMA busy_timeout=5000")
             applied = await _migrate(writer, migrations)
             reader = await aiosqlite.connect(path)
+            opened.append(reader)
             await reader.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as err:
-            raise StorageUnavailable(f"cannot open database {path}: {err}") from err
+        except BaseException as err:
+            # An open connection is a live thread: leaving one behind keeps the process alive.
+            for conn in opened:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.close()
+            if isinstance(err, sqlite3.Error):
+                raise StorageUnavailable(f"cannot open database {path}: {err}") from err
+            raise
         store = cls(writer, reader, path)
         store.schema = applied
         store._writer_task = asyncio.create_task(store._write_forever(), name="event-store-writer")
