@@ -108,6 +108,25 @@ async def test_kill_9_mid_game_then_restart_and_finish_with_the_same_ids_and_cur
         second.signal(signal.SIGTERM)
 
 
+async def test_the_real_program_forgets_a_long_poll_whose_client_hung_up(server):
+    running = server("--poll-timeout", "60").start()
+    async with aiohttp.ClientSession() as http:
+        _, a = await call(http, "POST", f"{running.url}/api/play", name="alice")
+        polls = [
+            asyncio.create_task(call(http, "GET", f"{running.url}/api/updates/{a['game_id']}?cursor=1"))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.3)
+        _, health = await call(http, "GET", f"{running.url}/healthz")
+        assert health["polls_waiting"] == 3
+        for task in polls:
+            task.cancel()  # the clients hang up
+        await asyncio.gather(*polls, return_exceptions=True)
+        await asyncio.sleep(0.3)
+        _, health = await call(http, "GET", f"{running.url}/healthz")
+        assert health["polls_waiting"] == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_a_stop_signal_answers_waiting_polls_with_204_and_closes_the_database(server, tmp_path, sig):
     running = server("--poll-timeout", "60").start()

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from . import __version__
 from .errors import BadRequest, BodyTooLarge
 from .keys import CONFIG, SERVICE
 from .lobby import InvalidName
@@ -272,5 +273,6 @@ async def game_state(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[SERVICE].check_health()
-    return _json({"status": "ok"})
+    service = request.app[SERVICE]
+    await service.check_health()
+    return _json({"status": "ok", "version": __version__, "polls_waiting": service.waiting_polls(), **service.counts()})
