@@ -184,3 +184,30 @@ async def test_a_json_string_with_a_lone_surrogate_is_refused(client):
 async def test_unknown_routes_and_methods_answer_in_the_error_shape(client):
     await expect_error(await client.get("/api/nothing"), 404, 100)
     await expect_error(await client.get("/api/play"), 405, 100)
+
+
+async def test_a_body_whose_content_encoding_does_not_decode_is_error_100(client):
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/x-www-form-urlencoded"}
+    await expect_error(await client.post("/api/play", data=b"name=zz", headers=headers), 400, 100)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"client_id": null, "position": 1}', "application/json"),
+        ('{"position": 1}'.encode("utf-16"), "application/json; charset=utf-16"),
+    ],
+)
+async def test_json_null_and_non_utf8_json_are_error_100(client, body, content_type):
+    await expect_error(await client.post("/api/move", data=body, headers={"Content-Type": content_type}), 400, 100)
+
+
+@pytest.mark.parametrize("name", ["\x1fbobby\x1c", "\u200b", "\u200b\u200d"])
+async def test_names_with_control_characters_at_the_ends_or_nothing_visible_are_error_104(client, name):
+    await expect_error(await client.post("/api/play", data={"name": name}), 409, 104)
+
+
+async def test_quit_after_the_game_ended_answers_an_empty_object(client):
+    game = await start_game(client)
+    await play_moves(client, game, [0, 3, 1, 4, 2])
+    assert await post(client, "/api/quit", client_id=game.o) == {}

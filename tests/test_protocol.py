@@ -264,3 +264,30 @@ async def test_no_response_ever_contains_a_client_id(client):
     bodies.append(await (await client.post("/api/move", data={"client_id": game.x, "position": "5"})).text())
     for body in bodies:
         assert game.x not in body and game.o not in body
+
+
+async def test_play_again_while_the_old_game_ends_at_the_same_moment_still_pairs(client):
+    for _ in range(5):
+        game = await start_game(client, "ann", "ben")
+        quit_response, play_response = await asyncio.gather(
+            client.post("/api/quit", data={"client_id": game.o}),
+            client.post("/api/play", data={"client_id": game.x}),
+        )
+        assert quit_response.status == 200 and play_response.status == 200, await play_response.text()
+        await post(client, "/api/quit", client_id=game.x)
+
+
+async def test_a_name_asked_for_by_two_clients_at_once_costs_the_loser_nothing(client):
+    game = await start_game(client)
+    mine, theirs = await asyncio.gather(
+        client.post("/api/play", data={"client_id": game.x, "name": "zed"}),
+        client.post("/api/play", data={"name": "zed"}),
+    )
+    assert sorted([mine.status, theirs.status]) == [200, 409]
+    events = await timeline(client, game.game_id)
+    if mine.status == 409:  # refused: the old game goes on untouched
+        assert [e["type"] for e in events] == ["connect", "connect", "status"]
+        resumed = await post(client, "/api/play", client_id=game.x, resume="true")
+        assert resumed["game_id"] == game.game_id
+    else:
+        assert events[-1]["type"] == "end"

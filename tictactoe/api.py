@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import __version__
 from .errors import BadRequest, BodyTooLarge
@@ -18,7 +19,7 @@ from .service import UnknownGame
 
 routes = web.RouteTableDef()
 
-_DIGITS = re.compile(r"[0-9]{1,100}")
+_DIGITS = re.compile(r"[0-9]{1,4000}")  # beyond that a "number" is an attack, not a cursor
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _GAME_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -37,17 +38,17 @@ class Params:
         self._values = values
 
     def text(self, name: str) -> str | None:
-        value = self._values.get(name)
-        if value is None:
+        if name not in self._values:
             return None
+        value = self._values[name]
         if not isinstance(value, str):
             raise BadRequest(f"{name} must be a string")
         return value
 
     def integer(self, name: str, default: int | None = None) -> int | None:
-        value = self._values.get(name)
-        if value is None:
+        if name not in self._values:
             return default
+        value = self._values[name]
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
         if isinstance(value, str) and _DIGITS.fullmatch(value):
@@ -55,9 +56,9 @@ class Params:
         raise BadRequest(f"{name} must be a non-negative integer written in digits")
 
     def boolean(self, name: str, default: bool = False) -> bool:
-        value = self._values.get(name)
-        if value is None:
+        if name not in self._values:
             return default
+        value = self._values[name]
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in {"true", "false"}:
@@ -85,11 +86,11 @@ def _pairs_to_params(pairs: list[tuple[str, Any]]) -> Params:
     return Params(values)
 
 
-def _parse_query(query: str) -> list[tuple[str, str]]:
+def _parse_query(query: str, where: str = "the query string") -> list[tuple[str, str]]:
     try:
         return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the query string is not valid UTF-8") from None
+        raise BadRequest(f"{where} is not valid UTF-8") from None
 
 
 def query_params(request: web.Request) -> Params:
@@ -105,6 +106,10 @@ async def body_params(request: web.Request) -> Params:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise BodyTooLarge("request body too large") from None
+    except (HttpProcessingError, web.RequestPayloadError):  # e.g. a Content-Encoding that does not decode
+        raise BadRequest("the body could not be decoded") from None
+    if kind == _JSON and request.charset not in (None, "utf-8", "UTF-8"):
+        raise BadRequest("a JSON body must be UTF-8")
     if not body and kind in {"application/octet-stream", "", _FORM, _JSON}:
         return Params({})  # a bare POST: every parameter left out
     if kind == _FORM:
@@ -112,7 +117,7 @@ async def body_params(request: web.Request) -> Params:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the body is not valid UTF-8") from None
-        return _pairs_to_params(_parse_query(text))
+        return _pairs_to_params(_parse_query(text, "the body"))
     if kind == _JSON:
         return _json_params(body)
     raise BadRequest("the body must be form data, multipart form data, or a JSON object")
@@ -140,7 +145,15 @@ async def _multipart_params(request: web.Request) -> Params:
         raise BadRequest("a multipart field is not valid UTF-8") from None
     except web.HTTPRequestEntityTooLarge:
         raise
-    except (ValueError, AssertionError, RuntimeError, KeyError, LookupError):
+    except (
+        ValueError,
+        AssertionError,
+        RuntimeError,
+        KeyError,
+        LookupError,
+        HttpProcessingError,
+        web.RequestPayloadError,
+    ):
         raise BadRequest("the multipart body is malformed") from None
     pairs = [(key, value if isinstance(value, str) else _NotText()) for key, value in form.items()]
     return _pairs_to_params(pairs)
@@ -157,17 +170,24 @@ def _unprintable(text: str, *, strict: bool) -> bool:
     return any(ch in _BIDI_CONTROLS or unicodedata.category(ch) in banned for ch in text)
 
 
+def _visible(text: str) -> bool:
+    """True if some character of `text` shows: a letter, digit, mark, punctuation or symbol."""
+    return any(unicodedata.category(ch)[0] in "LNMPS" for ch in text)
+
+
 def _name(params: Params, limit: int) -> str | None:
     name = params.text("name")
     if name is None:
         return None
-    name = name.strip()  # "stan " must not pass for "stan"
+    if _unprintable(name, strict=True):
+        raise InvalidName("name must not contain control characters or direction overrides")
+    name = name.strip(" ")  # "stan " must not pass for "stan"
     if not name:
         raise InvalidName("name must not be empty")
     if len(name) > limit:
         raise InvalidName(f"name must be at most {limit} characters")
-    if _unprintable(name, strict=True):
-        raise InvalidName("name must not contain control characters or direction overrides")
+    if not _visible(name):
+        raise InvalidName("name must contain at least one visible character")
     return name
 
 

@@ -55,6 +55,10 @@ class Lobby:
         """True when `name` is unused, or used by `actor` itself."""
         return self._names.get(name_key(name), actor) == actor
 
+    def holds_name(self, name: str, actor: str) -> bool:
+        """True when `actor` already holds `name`."""
+        return self._names.get(name_key(name)) == actor
+
     def waiting_games(self) -> list[str]:
         return list(self._waiting)
 

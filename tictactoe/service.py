@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from . import rules
 from .events import Event, encode, parse_time, to_public, utc_now
 from .hub import Hub
-from .lobby import Lobby, Membership, NameTaken
+from .lobby import Lobby, Membership
 from .rules import Command, GameError, GameState
 from .store import CursorConflict, EventStore, GameRow
 from .store import StorageUnavailable as StoreUnavailable
@@ -222,9 +222,15 @@ class GameService:
         async with self._client_locks.hold(actor):
             membership = self._lobby.membership(actor)
             if membership is None:
-                await self._game_of(actor)  # 101 for a client never seen; else nothing to end
-                return
-            await self._execute(membership.game_id, lambda _: rules.Quit(actor, utc_now()))
+                if await self._store_call(self._store.last_game_of(actor)) is None:
+                    raise UnknownClient("unknown client id")
+                return  # its last game is already over: nothing to end
+            await self._quit_game(actor, membership.game_id)
+
+    async def _quit_game(self, actor: str, game_id: str) -> None:
+        # A game that ended meanwhile (a win, the opponent's quit, a timer) is as good as quit.
+        with contextlib.suppress(rules.GameOver):
+            await self._execute(game_id, lambda _: rules.Quit(actor, utc_now()))
 
     async def _play(self, client_id: str | None, name: str | None, resume: bool) -> Joined:
         fresh = client_id is None
@@ -236,14 +242,22 @@ class GameService:
                 if membership is None:
                     raise NothingToResume("you have no unfinished game to resume")
                 return Joined(client_id, membership.name, membership.game_id)
-            if name is not None and not self._lobby.name_is_free(name, actor):
-                raise NameTaken(f"the name {name!r} is taken by an active player")  # before any change
-            previous = membership.name if membership else (None if fresh else await self._last_name(actor))
-            if membership is not None:
-                await self._execute(membership.game_id, lambda _: rules.Quit(actor, utc_now()))
+            # Hold the requested name before quitting the old game: a refusal must change nothing,
+            # and no one may take the name while the quit commits.
+            held = name if name is not None and not self._lobby.holds_name(name, actor) else None
+            if name is not None:
+                self._lobby.reserve_name(name, actor)  # NameTaken
+            try:
+                previous = membership.name if membership else (None if fresh else await self._last_name(actor))
+                if membership is not None:
+                    await self._quit_game(actor, membership.game_id)
+            except BaseException:
+                if held is not None:
+                    self._lobby.release_name(held, actor)
+                raise
             chosen = name or (previous if previous and self._lobby.name_is_free(previous, actor) else None)
             chosen = chosen or self._lobby.guest_name()
-            self._lobby.reserve_name(chosen, actor)
+            self._lobby.reserve_name(chosen, actor)  # again: quitting released the old game's name
             try:
                 game_id = await self._join_any(actor, chosen)
             except BaseException:
@@ -264,8 +278,13 @@ class GameService:
                     self._lobby.unclaim(game_id)
                 raise
         game_id = new_game_id()
-        record = GameRecord(GameState(game_id))
-        await self._execute_on(record, rules.Join(actor, name, utc_now()))
+        record = self._active[game_id] = GameRecord(GameState(game_id))  # one record, even for early polls
+        try:
+            await self._execute_on(record, rules.Join(actor, name, utc_now()))
+        except BaseException:
+            if record.state.cursor == 0:
+                del self._active[game_id]
+            raise
         return game_id
 
     def _coin(self) -> bool:
@@ -476,6 +495,7 @@ class GameService:
         request must never leave the cache behind the log."""
         task = asyncio.ensure_future(work)
         self._in_flight.add(task)
+        task.add_done_callback(_settled)
         task.add_done_callback(self._in_flight.discard)
         return await asyncio.shield(task)
 
@@ -501,3 +521,12 @@ class GameService:
 
     def counts(self) -> dict[str, int]:
         return {"active_games": len(self._active), "cached_finished": len(self._finished), **self._lobby.counts()}
+
+
+def _settled(task: asyncio.Task[Any]) -> None:
+    """Mark a change's outcome as seen: a refusal nobody waited for (the client hung up) is
+    not an error worth a traceback in the log."""
+    if not task.cancelled():
+        error = task.exception()
+        if error is not None and not isinstance(error, GameError):
+            log.error("a change failed after its client left: %r", error)

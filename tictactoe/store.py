@@ -146,7 +146,11 @@ class EventStore:
                     stop = True
                     break
                 batch.append(item)  # type: ignore[arg-type]
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as err:  # the writer must outlive any one batch
+                log.exception("append failed unexpectedly")
+                _fail(batch, StorageUnavailable(f"storage unavailable: {err!r}"))
             if stop:
                 return
 
