@@ -18,6 +18,7 @@ CREATE INDEX events_by_actor ON events (actor) WHERE actor IS NOT NULL;
 CREATE TABLE games (
     game_id     TEXT    PRIMARY KEY,
     state       TEXT    NOT NULL CHECK (state IN ('waiting', 'playing', 'over')),
+    players     TEXT    NOT NULL,                  -- JSON array of the players' names, in join order
     player_x    TEXT,
     player_o    TEXT,
     moves       INTEGER NOT NULL,

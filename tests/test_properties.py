@@ -4,6 +4,7 @@ stored log replays to exactly the live state."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tictactoe import rules
+from tictactoe import audit, rules
 from tictactoe.app import create_app
 from tictactoe.config import Config
 from tictactoe.events import GameEnded, MovePlayed
@@ -69,6 +70,7 @@ def test_the_rules_accept_only_legal_moves_and_replay_gives_the_live_state(seque
     ends = [i for i, e in enumerate(log) if isinstance(e, GameEnded)]
     assert ends in ([], [len(log) - 1])
     assert replay("g", log) == live
+    assert audit.verify_game("g", log) is None  # whatever the rules make, verify accepts
 
 
 # --- the same invariant end to end: HTTP in, SQLite log out -------------------------------
@@ -117,3 +119,26 @@ async def _check_log_matches_live_state(sequence: list[tuple[str, int, int]]) ->
                 assert (shown["board"], shown["cursor"], shown["over"]) == (stored.board, stored.cursor, stored.over)
         finally:
             await client.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(commands, min_size=1, max_size=40), st.data())
+def test_verify_catches_any_dropped_event_and_any_altered_board(sequence, data):
+    live, log = GameState("g"), []
+    for command in sequence:
+        try:
+            events = decide(live, command)
+        except GameError:
+            continue
+        live = evolve_all(live, events)
+        log.extend(events)
+    if len(log) >= 2:
+        dropped = data.draw(st.integers(0, len(log) - 2))
+        assert audit.verify_game("g", log[:dropped] + log[dropped + 1 :]) is not None
+    moves = [i for i, e in enumerate(log) if isinstance(e, MovePlayed)]
+    if moves:
+        i = data.draw(st.sampled_from(moves))
+        board = data.draw(st.text(alphabet="XO_", min_size=9, max_size=9).filter(lambda b: b != log[i].board))
+        altered = [*log[:i], dataclasses.replace(log[i], board=board), *log[i + 1 :]]
+        problem = audit.verify_game("g", altered)
+        assert problem is not None and problem.cursor == log[i].cursor

@@ -1,20 +1,30 @@
-"""The command line: `tictactoe serve` (and `python run.py`, `python -m tictactoe`)."""
+"""The command line: `tictactoe serve` (also `python run.py`, `python -m tictactoe`) and the
+operator tools built on the event log: replay, games, verify, export, import, backup."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import os
 import resource
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
 
-from . import __version__
+from . import __version__, audit, report, rules
 from .app import AccessLogger, create_app
 from .config import Config, ConfigError, load_config
-from .store import SchemaTooNew, StorageUnavailable
+from .events import decode, to_public
+from .service import game_row
+from .store import EventStore, StoreError
 
 log = logging.getLogger("tictactoe")
 
@@ -31,7 +41,40 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-timeout", metavar="S", help="seconds a long poll waits before 204")
     serve.add_argument("--pending-timeout", metavar="S", help="seconds a waiting game lives with no poll")
     serve.add_argument("--turn-timeout", metavar="S", help="seconds a player has for a move")
+
+    def tool(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--db", metavar="PATH", help="SQLite database file (default: from the config)")
+        sub.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml if present)")
+        return sub
+
+    replay = tool("replay", "show every event of a game, the board after each move, and the result")
+    replay.add_argument("game_id")
+    replay.add_argument("--at", type=_cursor, metavar="N", help="stop at cursor N and show the state there")
+    replay.add_argument("--json", action="store_true", help="the state after each event, as JSON Lines")
+    games = tool("games", "list games, most recently active first")
+    games.add_argument("--state", choices=["waiting", "playing", "over"])
+    games.add_argument("--limit", type=_cursor, default=50, metavar="L")
+    verify = tool("verify", "check that every game's log follows from the rules (exit 1 if not)")
+    verify.add_argument("game_id", nargs="?")
+    export = tool("export", "print the stored events of games as JSON Lines (no actor hashes)")
+    export.add_argument("game_ids", nargs="*", metavar="GAME_ID")
+    export.add_argument("--all", action="store_true", help="every game")
+    load = tool("import", "load an export into a database, verifying each game first")
+    load.add_argument("file", type=Path)
+    backup = tool("backup", "write a consistent copy of the live database to PATH")
+    backup.add_argument("path", type=Path)
     return parser
+
+
+def _cursor(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
+class CommandError(Exception):
+    """A refusal of an operator command: one line, exit status 1."""
 
 
 def main(argv: Sequence[str] | None = None, *, default_command: str | None = None) -> int:
@@ -43,10 +86,18 @@ def main(argv: Sequence[str] | None = None, *, default_command: str | None = Non
     try:
         if args.command == "serve":
             return serve(_config_from(args))
-    except (ConfigError, SchemaTooNew, StorageUnavailable) as err:
+        db = args.db or load_config(args.config, os.environ).db
+        # A pipe gets plain text, never cut to 80 columns.
+        width = None if sys.stdout.isatty() else 1000
+        return asyncio.run(TOOLS[args.command](args, db, Console(highlight=False, soft_wrap=True, width=width)))
+    except (ConfigError, StoreError) as err:
         print(f"tictactoe: {err}", file=sys.stderr)
         return 2
-    return 1
+    except CommandError as err:
+        print(f"tictactoe: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `tictactoe export --all | head`
+        return 0
 
 
 def _config_from(args: argparse.Namespace) -> Config:
@@ -85,3 +136,163 @@ def serve(config: Config) -> int:
         print=lambda message: log.info(message.strip().splitlines()[0]) if message.strip() else None,
     )
     return 0
+
+
+# --- operator tools: all read-only but `import`, all safe beside a running server ---------------
+
+
+async def _load_game(store: EventStore, game_id: str) -> list:
+    events = await store.load(game_id)
+    if not events:
+        raise CommandError(f"unknown game id {game_id!r} in {store.path}")
+    return events
+
+
+async def replay_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    store = await EventStore.open_readonly(db)
+    try:
+        events = await _load_game(store, args.game_id)
+    finally:
+        await store.close()
+    if args.at is not None:
+        if args.at > events[-1].cursor:
+            raise CommandError(f"cursor {args.at} is ahead of the game's last event ({events[-1].cursor})")
+        events = events[: args.at]
+    if args.json:
+        state = rules.GameState(args.game_id)
+        for event in events:
+            state = rules.evolve(state, event)
+            # The same view as GET /api/games/{id}?at=N, with the event that led to it.
+            print(json.dumps({**rules.public_state(state), "event": to_public(event)}, ensure_ascii=False))
+        return 0
+    for line in report.replay_lines(args.game_id, events):
+        console.print(line)
+    return 0
+
+
+async def games_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    store = await EventStore.open_readonly(db)
+    try:
+        rows = await store.list_games(args.state, args.limit)
+    finally:
+        await store.close()
+    table = Table("game", "players", "state", "moves", "result", "started", "last activity", box=None)
+    for row in rows:
+        names = json.loads(row.players)
+        players = f"{row.player_x} (X) v {row.player_o} (O)" if row.player_x else ", ".join(names)
+        table.add_row(
+            row.game_id, escape(players), row.state, str(row.moves), row.result or "", row.created_at, row.updated_at
+        )
+    console.print(table)
+    return 0
+
+
+async def verify_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    store = await EventStore.open_readonly(db)
+    problems, checked = [], 0
+    try:
+        if args.game_id:
+            problem = audit.verify_game(args.game_id, await _load_game(store, args.game_id))
+            problems, checked = [problem] if problem else [], 1
+        else:
+            total = await store.count_games()
+            errors = Console(stderr=True)
+            with Progress(console=errors, transient=True, disable=not errors.is_terminal or total < 1000) as bar:
+                task = bar.add_task("verifying", total=total)
+                async for game_id, events in store.all_games():
+                    if problem := audit.verify_game(game_id, events):
+                        problems.append(problem)
+                        console.print(f"[bold red]BAD[/] {escape(str(problem))}")
+                    checked += 1
+                    bar.advance(task)
+    finally:
+        await store.close()
+    if args.game_id and problems:
+        console.print(f"[bold red]BAD[/] {escape(str(problems[0]))}")
+    verdict = "[bold red]broken[/]" if problems else "[green]sound[/]"
+    console.print(f"{checked} games checked, {len(problems)} bad: the log is {verdict}")
+    return 1 if problems else 0
+
+
+async def export_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    if bool(args.all) == bool(args.game_ids):
+        raise CommandError("name the games to export, or give --all")
+    store = await EventStore.open_readonly(db)
+    out = sys.stdout
+    try:
+        if args.all:
+            async for game_id, events in store.all_games():
+                for event in events:
+                    out.write(json.dumps({"game_id": game_id, **to_public(event)}, ensure_ascii=False) + "\n")
+        else:
+            for game_id in args.game_ids:
+                for event in await _load_game(store, game_id):
+                    out.write(json.dumps({"game_id": game_id, **to_public(event)}, ensure_ascii=False) + "\n")
+        out.flush()
+    finally:
+        await store.close()
+    return 0
+
+
+def read_export(path: Path) -> dict[str, list]:
+    """The games of an export file, each checked by the rules; any problem refuses the whole file."""
+    games: dict[str, list] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CommandError(f"cannot read {path}: {err}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            public = json.loads(line)
+            game_id = public.pop("game_id")
+            if not isinstance(game_id, str) or not game_id:
+                raise ValueError("game_id must be a non-empty string")
+            games.setdefault(game_id, []).append(decode(json.dumps(public)))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CommandError(f"refused {path}: line {number} is not an exported event ({err})") from None
+    if not games:
+        raise CommandError(f"refused {path}: it holds no events")
+    checked = {}
+    for game_id, events in games.items():
+        events = audit.with_import_actors(game_id, events)
+        if problem := audit.verify_game(game_id, events):
+            raise CommandError(f"refused {path}: {problem}")
+        checked[game_id] = events
+    return checked
+
+
+async def import_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    games = read_export(args.file)
+    store = await EventStore.open(db)
+    try:
+        await store.insert_games([(events, game_row(rules.replay(gid, events))) for gid, events in games.items()])
+    except StoreError as err:
+        raise CommandError(f"refused {args.file}: {err}") from None
+    finally:
+        await store.close()
+    console.print(f"imported {len(games)} games ({sum(map(len, games.values()))} events) into {escape(db)}")
+    return 0
+
+
+async def backup_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    if args.path.exists():
+        raise CommandError(f"{args.path} exists: back up to a new file")
+    store = await EventStore.open_readonly(db)
+    try:
+        await store.backup(args.path)
+    finally:
+        await store.close()
+    console.print(f"backed up {escape(db)} to {escape(str(args.path))}")
+    return 0
+
+
+TOOLS = {
+    "replay": replay_command,
+    "games": games_command,
+    "verify": verify_command,
+    "export": export_command,
+    "import": import_command,
+    "backup": backup_command,
+}

@@ -286,9 +286,11 @@ def _move(state: GameState, command: Move) -> tuple[Event, ...]:
     result = outcome(board)
     cursor = state.cursor + 1
     if result is None:
-        move = MovePlayed(cursor, command.at, board=board, player=mark, position=pos, turn=other(mark))
+        move = MovePlayed(
+            cursor, command.at, board=board, player=mark, position=pos, turn=other(mark), actor=command.actor
+        )
         return (move,)
-    move = MovePlayed(cursor, command.at, board=board, player=mark, position=pos, winner=result)
+    move = MovePlayed(cursor, command.at, board=board, player=mark, position=pos, winner=result, actor=command.actor)
     reason = "draw" if result == "D" else f"player {result} won"
     return move, GameEnded(cursor + 1, command.at, reason=reason, result=result)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import secrets
@@ -121,6 +122,7 @@ def game_row(state: GameState) -> GameRow:
     return GameRow(
         state.game_id,
         state.phase,
+        json.dumps([seat.name for seat in state.seats], ensure_ascii=False),
         state.player_x,
         state.player_o,
         state.moves,

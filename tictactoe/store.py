@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -30,10 +30,10 @@ _MAX_BATCH = 512
 
 _INSERT_EVENT = "INSERT INTO events (game_id, cursor, type, data, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_GAME = """
-INSERT INTO games (game_id, state, player_x, player_o, moves, result, last_cursor, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO games (game_id, state, players, player_x, player_o, moves, result, last_cursor, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (game_id) DO UPDATE SET
-    state = excluded.state, player_x = excluded.player_x, player_o = excluded.player_o,
+    state = excluded.state, players = excluded.players, player_x = excluded.player_x, player_o = excluded.player_o,
     moves = excluded.moves, result = excluded.result, last_cursor = excluded.last_cursor,
     updated_at = excluded.updated_at
 """
@@ -60,6 +60,7 @@ class GameRow(NamedTuple):
 
     game_id: str
     state: str
+    players: str  # JSON array of names
     player_x: str | None
     player_o: str | None
     moves: int
@@ -89,8 +90,29 @@ class EventStore:
         self._queue: asyncio.Queue[_Append | object] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._closed = False
         self.transactions = 0  # committed write transactions, for /metrics and the benchmark
         self.schema: list[str] = []
+
+    @classmethod
+    async def open_readonly(cls, path: str | Path, *, migrations: Path = MIGRATIONS_DIR) -> EventStore:
+        """Open an existing database for reading only (safe beside a running server: WAL readers)."""
+        path = str(path)
+        if not Path(path).is_file():
+            raise StorageUnavailable(f"no database at {path}")
+        try:
+            reader = await aiosqlite.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as err:
+            raise StorageUnavailable(f"cannot open database {path}: {err}") from err
+        try:
+            applied = await _check_schema(reader, migrations, path)
+        except BaseException:
+            await reader.close()
+            raise
+        store = cls(reader, reader, path)
+        store.schema = applied
+        store._closing = True  # nothing may be appended through a read-only store
+        return store
 
     @classmethod
     async def open(
@@ -205,6 +227,75 @@ class EventStore:
         rows = await self._read("SELECT game_id FROM events WHERE actor = ? ORDER BY id DESC LIMIT 1", (actor,))
         return rows[0][0] if rows else None
 
+    async def list_games(self, state: str | None = None, limit: int = 50) -> list[GameRow]:
+        """Rows of the `games` read model, most recently active first."""
+        where, params = ("WHERE state = ?", (state,)) if state else ("", ())
+        rows = await self._read(
+            "SELECT game_id, state, players, player_x, player_o, moves, result, last_cursor, created_at, updated_at"
+            f" FROM games {where} ORDER BY updated_at DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [GameRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    async def count_games(self) -> int:
+        rows = await self._read("SELECT count(DISTINCT game_id) FROM events", ())
+        return int(rows[0][0])  # type: ignore[call-overload]
+
+    async def all_games(self) -> AsyncIterator[tuple[str, list[Event]]]:
+        """Every game of the log with its events, one game at a time (streamed, not loaded whole)."""
+        try:
+            async with self._reader.execute(
+                "SELECT game_id, data, actor FROM events ORDER BY game_id, cursor"
+            ) as cursor:
+                game_id, events = None, []
+                async for row_game, data, actor in cursor:
+                    if row_game != game_id:
+                        if game_id is not None:
+                            yield game_id, events
+                        game_id, events = row_game, []
+                    events.append(decode(data, actor))
+                if game_id is not None:
+                    yield game_id, events
+        except (sqlite3.Error, ValueError) as err:
+            raise StorageUnavailable(f"storage unavailable: {err}") from err
+
+    async def insert_games(self, games: Sequence[tuple[Sequence[Event], GameRow]]) -> None:
+        """Write whole games in one transaction; refuses all if any of them already exists."""
+        if not games:
+            return
+        event_rows = [
+            (row.game_id, e.cursor, e.type, encode(e).decode(), e.actor, e.timestamp)
+            for events, row in games
+            for e in events
+        ]
+        try:
+            known = await self._writer.execute_fetchall(
+                f"SELECT DISTINCT game_id FROM events WHERE game_id IN ({','.join('?' * len(games))})",
+                [row.game_id for _, row in games],
+            )
+            if known:
+                raise CursorConflict(f"game {next(iter(known))[0]} is already in the database")
+            await self._writer.executemany(_INSERT_EVENT, event_rows)
+            await self._writer.executemany(_UPSERT_GAME, [row for _, row in games])
+            await self._writer.commit()
+        except sqlite3.IntegrityError as err:
+            await self._rollback()
+            raise CursorConflict(f"a game is already in the database: {err}") from err
+        except (sqlite3.Error, ValueError) as err:
+            await self._rollback()
+            raise StorageUnavailable(f"storage unavailable: {err}") from err
+
+    async def backup(self, target: str | Path) -> None:
+        """A consistent copy of the database at `target` (SQLite's online backup API)."""
+        try:
+            destination = sqlite3.connect(str(target))
+            try:
+                await self._reader.backup(destination)
+            finally:
+                destination.close()
+        except (sqlite3.Error, ValueError) as err:
+            raise StorageUnavailable(f"backup failed: {err}") from err
+
     async def ping(self) -> None:
         """Raise `StorageUnavailable` unless the database answers a query."""
         await self._read("SELECT count(*) FROM schema_migrations", ())
@@ -219,13 +310,13 @@ class EventStore:
 
     async def close(self) -> None:
         """Commit what is queued, then close both connections."""
-        if self._closing:
+        if self._closed:
             return
-        self._closing = True
+        self._closing = self._closed = True
         if self._writer_task is not None:
             self._queue.put_nowait(_STOP)
             await self._writer_task
-        for conn in (self._writer, self._reader):
+        for conn in {id(c): c for c in (self._writer, self._reader)}.values():
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
 
@@ -246,6 +337,26 @@ def _checked_synchronous(value: str) -> str:
 def migration_files(migrations: Path = MIGRATIONS_DIR) -> list[Path]:
     """The migrations this code knows, in the order they apply."""
     return sorted(p for p in migrations.glob("*.sql") if _MIGRATION_NAME.fullmatch(p.name))
+
+
+async def _check_schema(db: aiosqlite.Connection, migrations: Path, path: str) -> list[str]:
+    """The migrations a database has; refuses one that is not ours, not migrated, or newer."""
+    try:
+        rows = await db.execute_fetchall("SELECT name FROM schema_migrations ORDER BY name")
+    except sqlite3.Error:
+        raise StorageUnavailable(f"{path} is not a tictactoe database") from None
+    applied = [row[0] for row in rows]
+    known = [p.name for p in migration_files(migrations)]
+    unknown = [name for name in applied if name not in known]
+    if unknown:
+        raise SchemaTooNew(
+            f"the database has migration {unknown[-1]}, which this version of tictactoe does not know:"
+            " upgrade tictactoe"
+        )
+    missing = [name for name in known if name not in applied]
+    if missing:
+        raise StorageUnavailable(f"{path} lacks migration {missing[0]}: start the server once to apply it")
+    return applied
 
 
 async def _migrate(db: aiosqlite.Connection, migrations: Path) -> list[str]:
