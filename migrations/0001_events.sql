@@ -19,6 +19,7 @@ CREATE TABLE games (
     game_id     TEXT    PRIMARY KEY,
     state       TEXT    NOT NULL CHECK (state IN ('waiting', 'playing', 'over')),
     players     TEXT    NOT NULL,                  -- JSON array of the players' names, in join order
+    private     INTEGER NOT NULL,                  -- 1: never offered to matchmaking nor listed
     player_x    TEXT,
     player_o    TEXT,
     moves       INTEGER NOT NULL,
@@ -29,4 +30,5 @@ CREATE TABLE games (
 );
 
 CREATE INDEX games_unfinished ON games (created_at) WHERE state != 'over';
-CREATE INDEX games_by_update ON games (state, updated_at);
+CREATE INDEX games_newest ON games (private, created_at);
+CREATE INDEX games_newest_by_state ON games (state, private, created_at);

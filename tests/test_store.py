@@ -14,7 +14,7 @@ T = "2026-01-01T00:00:00.000Z"
 
 
 def row(game_id: str, cursor: int) -> GameRow:
-    return GameRow(game_id, "waiting", "[]", None, None, 0, None, cursor, T, T)
+    return GameRow(game_id, "waiting", "[]", False, None, None, 0, None, cursor, T, T)
 
 
 def chat(cursor: int, text: str = "hi") -> ChatSent:

@@ -227,7 +227,18 @@ async def play(request: web.Request) -> web.Response:
     client_id = params.client_id(required=False)
     name = _name(params, config.max_name_length)
     resume = params.boolean("resume")
-    joined = await request.app[SERVICE].play(client_id, name, resume=resume)
+    opponent = params.text("opponent")
+    if opponent not in (None, "bot"):
+        raise BadRequest("opponent must be bot, or left out for a human opponent")
+    private = params.boolean("private")
+    game_id = params.text("game_id")
+    if game_id is not None and not _GAME_ID.fullmatch(game_id):
+        raise UnknownGame("unknown game id")
+    if sum([opponent is not None, private, game_id is not None]) > 1:
+        raise BadRequest("choose one of opponent=bot, private=true and game_id")
+    joined = await request.app[SERVICE].play(
+        client_id, name, resume=resume, against_bot=opponent == "bot", private=private, game_id=game_id
+    )
     return _json({"client_id": joined.client_id, "name": joined.name, "game_id": joined.game_id})
 
 
@@ -271,6 +282,19 @@ async def updates(request: web.Request) -> web.Response:
     if raw is None:
         return web.Response(status=204)
     return _event_response(raw)
+
+
+@routes.get("/api/games")
+async def listing(request: web.Request) -> web.Response:
+    params = query_params(request)
+    state = params.text("state")
+    if state not in (None, "waiting", "playing", "over"):
+        raise BadRequest("state must be waiting, playing or over")
+    limit = params.integer("limit", 20)
+    assert limit is not None
+    if not 1 <= limit <= 100:
+        raise BadRequest("limit must be from 1 to 100")
+    return _json(await request.app[SERVICE].list_games(state, limit))
 
 
 @routes.get("/api/games/{game_id}/events")

@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--all", action="store_true", help="every game")
     load = tool("import", "load an export into a database, verifying each game first")
     load.add_argument("file", type=Path)
+    tool("rebuild", "recompute the games read model (the listing) from the event log alone")
     backup = tool("backup", "write a consistent copy of the live database to PATH")
     backup.add_argument("path", type=Path)
     return parser
@@ -288,7 +289,18 @@ async def backup_command(args: argparse.Namespace, db: str, console: Console) ->
     return 0
 
 
+async def rebuild_command(args: argparse.Namespace, db: str, console: Console) -> int:
+    store = await EventStore.open(db)
+    try:
+        count = await store.rebuild_read_model(lambda game_id, events: game_row(rules.replay(game_id, events)))
+    finally:
+        await store.close()
+    console.print(f"rebuilt the games read model of {escape(db)} from the log: {count} games")
+    return 0
+
+
 TOOLS = {
+    "rebuild": rebuild_command,
     "replay": replay_command,
     "games": games_command,
     "verify": verify_command,

@@ -31,6 +31,7 @@ class PlayerJoined(Event):
     type: ClassVar[str] = "connect"
     name: str
     player: bool = True
+    private: bool = False  # on a game's first event: matchmaking never offers this game
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ def to_public(event: Event) -> dict[str, Any]:
         value = getattr(event, name)
         # A move carries `turn` or `winner`, never a null one of the two.
         if value is None and isinstance(event, MovePlayed):
+            continue
+        if name == "private" and not value:  # only a private game's first connect says so
             continue
         public[_WIRE_NAMES.get(name, name)] = value
     return public

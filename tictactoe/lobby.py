@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .bot import BOT_ACTOR
 from .events import Event, GameEnded, GameStarted, PlayerJoined
 from .rules import GameError, GameState
 
@@ -103,17 +104,17 @@ class Lobby:
         """Follow committed `events`, after which the game is `state`."""
         for event in events:
             match event:
-                case PlayerJoined(actor=actor) if actor is not None:
+                case PlayerJoined(actor=actor) if actor is not None and actor != BOT_ACTOR:
                     self._members[actor] = Membership(event.name, state.game_id)
                     self._names[name_key(event.name)] = actor
-                    if len(state.seats) == 1 and state.phase == "waiting":
+                    if len(state.seats) == 1 and state.phase == "waiting" and not state.private:
                         self._waiting[state.game_id] = None
                 case GameStarted():
                     self._waiting.pop(state.game_id, None)
                 case GameEnded():
                     self._waiting.pop(state.game_id, None)
                     for seat in state.seats:
-                        if seat.actor is not None and self._members.get(seat.actor) == Membership(
+                        if seat.actor not in (None, BOT_ACTOR) and self._members.get(seat.actor) == Membership(
                             seat.name, state.game_id
                         ):
                             del self._members[seat.actor]
@@ -125,10 +126,10 @@ class Lobby:
             if state.over:
                 continue
             for seat in state.seats:
-                if seat.actor is not None and not seat.left:
+                if seat.actor not in (None, BOT_ACTOR) and not seat.left:
                     self._members[seat.actor] = Membership(seat.name, state.game_id)
                     self._names[name_key(seat.name)] = seat.actor
-            if state.phase == "waiting" and state.seats:
+            if state.phase == "waiting" and state.seats and not state.private:
                 self._waiting[state.game_id] = None
 
     def counts(self) -> dict[str, int]:

@@ -117,6 +117,7 @@ class GameState:
     updated_at: str | None = None
     # When the player to move got the turn: the turn timer counts from here.
     turn_since: str | None = None
+    private: bool = False
 
     @property
     def phase(self) -> Phase:
@@ -182,6 +183,7 @@ class Join:
     name: str
     at: str
     joiner_is_x: bool = False
+    private: bool = False  # only for the first player: open a game matchmaking never offers
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +246,16 @@ def decide(state: GameState, command: Command) -> tuple[Event, ...]:
     raise TypeError(f"not a command: {command!r}")
 
 
+def decide_all(state: GameState, commands: tuple[Command, ...]) -> tuple[Event, ...]:
+    """The events of several commands decided one after the other, as one change."""
+    events: tuple[Event, ...] = ()
+    for command in commands:
+        new = decide(state, command)
+        state = evolve_all(state, new)
+        events += new
+    return events
+
+
 def _join(state: GameState, command: Join) -> tuple[Event, ...]:
     if state.over:
         raise GameOver("the game is over")
@@ -252,9 +264,9 @@ def _join(state: GameState, command: Join) -> tuple[Event, ...]:
     if len(state.seats) >= 2:
         raise GameFull("game is full")
     cursor = state.cursor + 1
-    joined = PlayerJoined(cursor, command.at, name=command.name, actor=command.actor)
     if not state.seats:
-        return (joined,)
+        return (PlayerJoined(cursor, command.at, name=command.name, private=command.private, actor=command.actor),)
+    joined = PlayerJoined(cursor, command.at, name=command.name, actor=command.actor)
     first = state.seats[0].name
     x, o = (command.name, first) if command.joiner_is_x else (first, command.name)
     started = GameStarted(cursor + 1, command.at, board=state.board, turn="X", player_x=x, player_o=o)
@@ -346,7 +358,8 @@ def evolve(state: GameState, event: Event) -> GameState:
     match event:
         case PlayerJoined():
             created = state.created_at or event.timestamp
-            return replace(state, seats=(*state.seats, Seat(event.name, event.actor)), created_at=created)
+            seats = (*state.seats, Seat(event.name, event.actor))
+            return replace(state, seats=seats, created_at=created, private=state.private or event.private)
         case GameStarted():
             return replace(
                 state,
@@ -385,6 +398,7 @@ def public_state(state: GameState) -> dict[str, object]:
     return {
         "game_id": state.game_id,
         "state": state.phase,
+        "private": state.private,
         "board": state.board,
         "turn": state.turn,
         "winner": state.winner,

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import rules
+from . import bot, rules
+from .bot import BOT_ACTOR, BOT_NAME
 from .events import Event, encode, parse_time, to_public, utc_now
 from .hub import Hub
-from .lobby import Lobby, Membership
+from .lobby import InvalidName, Lobby, Membership, name_key
 from .rules import Command, GameError, GameState
 from .store import CursorConflict, EventStore, GameRow
 from .store import StorageUnavailable as StoreUnavailable
@@ -85,6 +86,15 @@ class Joined:
 
 
 @dataclass(frozen=True, slots=True)
+class Pairing:
+    """How a client wants to be paired."""
+
+    against_bot: bool = False
+    private: bool = False
+    game_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     poll_timeout: float = 30.0
     pending_timeout: float = 60.0
@@ -123,6 +133,7 @@ def game_row(state: GameState) -> GameRow:
         state.game_id,
         state.phase,
         json.dumps([seat.name for seat in state.seats], ensure_ascii=False),
+        state.private,
         state.player_x,
         state.player_o,
         state.moves,
@@ -179,6 +190,9 @@ class GameService:
             record = self._record_from(rules.replay(game_id, events), events)
             self._active[game_id] = record
         self._lobby.restore(record.state for record in self._active.values())
+        for record in self._active.values():
+            if _bot_to_move(record.state):  # the server stopped before the bot answered
+                self._spawn(self._bot_move(record))
         self._timer_task = asyncio.create_task(self._run_timers(), name="game-timers")
         return len(games)
 
@@ -198,9 +212,22 @@ class GameService:
 
     # --- commands ---
 
-    async def play(self, client_id: str | None, name: str | None, *, resume: bool = False) -> Joined:
-        """Pair the client with an opponent (or get back its game with `resume`)."""
-        return await self._shielded(self._play(client_id, name, resume))
+    async def play(
+        self,
+        client_id: str | None,
+        name: str | None,
+        *,
+        resume: bool = False,
+        against_bot: bool = False,
+        private: bool = False,
+        game_id: str | None = None,
+    ) -> Joined:
+        """Pair the client with an opponent: the oldest waiting game or a new one; or the bot; or a
+        new private game; or the game `game_id` (a friend's). `resume` gives back its game."""
+        if name is not None and name_key(name) == name_key(BOT_NAME):
+            raise InvalidName(f"the name {BOT_NAME} is kept for the computer player")
+        how = Pairing(against_bot, private, game_id)
+        return await self._shielded(self._play(client_id, name, resume, how))
 
     async def move(self, client_id: str, position: int) -> int:
         """Play the client's mark at `position`; returns the move's cursor."""
@@ -234,7 +261,7 @@ class GameService:
         with contextlib.suppress(rules.GameOver):
             await self._execute(game_id, lambda _: rules.Quit(actor, utc_now()))
 
-    async def _play(self, client_id: str | None, name: str | None, resume: bool) -> Joined:
+    async def _play(self, client_id: str | None, name: str | None, resume: bool, how: Pairing) -> Joined:
         fresh = client_id is None
         client_id = client_id or new_client_id()
         actor = actor_of(client_id)
@@ -261,11 +288,34 @@ class GameService:
             chosen = chosen or self._lobby.guest_name()
             self._lobby.reserve_name(chosen, actor)  # again: quitting released the old game's name
             try:
-                game_id = await self._join_any(actor, chosen)
+                game_id = await self._pair(actor, chosen, how)
             except BaseException:
                 self._lobby.release_name(chosen, actor)
                 raise
             return Joined(client_id, chosen, game_id)
+
+    async def _pair(self, actor: str, name: str, how: Pairing) -> str:
+        if how.game_id is not None:
+            return await self._join_given(actor, name, how.game_id)
+        if how.against_bot or how.private:
+            return await self._open_game(actor, name, private=how.private, against_bot=how.against_bot)
+        return await self._join_any(actor, name)
+
+    async def _join_given(self, actor: str, name: str, game_id: str) -> str:
+        """Join the game a friend opened (private or not); it must still wait for a player."""
+        record = await self._record(game_id)
+        if record.state.over:
+            raise rules.GameFull("game is full: it is over")
+        claimed = self._lobby.claim(game_id)  # a public waiting game leaves the queue first
+        try:
+            await self._execute(game_id, lambda _: rules.Join(actor, name, utc_now(), self._coin()))
+        except rules.GameOver:
+            raise rules.GameFull("game is full: it is over") from None
+        except BaseException:
+            if claimed and record.state.phase == "waiting":
+                self._lobby.unclaim(game_id)
+            raise
+        return game_id
 
     async def _join_any(self, actor: str, name: str) -> str:
         """Join the oldest waiting game that still takes a player, or open a new one."""
@@ -279,10 +329,20 @@ class GameService:
                 if (record := self._active.get(game_id)) and record.state.phase == "waiting":
                     self._lobby.unclaim(game_id)
                 raise
+        return await self._open_game(actor, name)
+
+    async def _open_game(self, actor: str, name: str, *, private: bool = False, against_bot: bool = False) -> str:
         game_id = new_game_id()
         record = self._active[game_id] = GameRecord(GameState(game_id))  # one record, even for early polls
+
+        def commands(_: GameState) -> Command | tuple[Command, ...]:
+            first = rules.Join(actor, name, utc_now(), private=private)
+            if not against_bot:
+                return first
+            return first, rules.Join(BOT_ACTOR, BOT_NAME, first.at, joiner_is_x=self._coin())
+
         try:
-            await self._execute_on(record, rules.Join(actor, name, utc_now()))
+            await self._execute_on(record, commands)
         except BaseException:
             if record.state.cursor == 0:
                 del self._active[game_id]
@@ -361,14 +421,14 @@ class GameService:
         return await self._execute_on(record, command)
 
     async def _execute_on(
-        self, record: GameRecord, command: Command | Callable[[GameState], Command]
+        self, record: GameRecord, command: Command | Callable[[GameState], Command | tuple[Command, ...]]
     ) -> tuple[Event, ...]:
         """Decide, append, evolve, publish, notify: under the game's lock, with conflict retries."""
         async with record.lock:
             for _ in range(_CONFLICT_RETRIES):
                 state = record.state
                 cmd = command(state) if callable(command) else command
-                events = rules.decide(state, cmd)
+                events = rules.decide_all(state, cmd) if isinstance(cmd, tuple) else rules.decide(state, cmd)
                 new_state = rules.evolve_all(state, events)
                 try:
                     await self._store_call(self._store.append(events, game_row(new_state)))
@@ -392,6 +452,20 @@ class GameService:
             self._active[game_id] = record
         self._lobby.apply(state, events)
         self._hub.notify(game_id, state.cursor)
+        if _bot_to_move(state):
+            self._spawn(self._bot_move(record))
+
+    async def _bot_move(self, record: GameRecord) -> None:
+        """The bot answers through the same path as any player, after the move it answers committed."""
+
+        def command(state: GameState) -> Command:
+            if not _bot_to_move(state):
+                raise rules.StaleTimer("it is no longer the bot's turn")
+            assert state.turn is not None
+            return rules.Move(BOT_ACTOR, bot.best_move(state.board, state.turn), utc_now())
+
+        with contextlib.suppress(GameError):
+            await self._execute_on(record, command)
 
     async def _reload(self, record: GameRecord) -> None:
         events = await self._store_call(self._store.load(record.state.game_id))
@@ -492,6 +566,13 @@ class GameService:
 
     # --- plumbing ---
 
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run a change in the background, tracked so that shutdown waits for it."""
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        task.add_done_callback(_settled)
+        task.add_done_callback(self._in_flight.discard)
+
     async def _shielded(self, work: Awaitable[T]) -> T:
         """Run a change to its end even if the client hangs up: an answered or unanswered
         request must never leave the cache behind the log."""
@@ -513,6 +594,25 @@ class GameService:
     async def check_health(self) -> None:
         await self._store_call(self._store.ping())
 
+    async def list_games(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        """Public games for spectators, newest first: ids, names, state, moves, result, last cursor."""
+        rows = await self._store_call(self._store.list_games(state, limit, include_private=False))
+        return [
+            {
+                "game_id": row.game_id,
+                "state": row.state,
+                "players": json.loads(row.players),
+                "playerX": row.player_x,
+                "playerO": row.player_o,
+                "moves": row.moves,
+                "result": row.result,
+                "cursor": row.last_cursor,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+            }
+            for row in rows
+        ]
+
     def cached_state(self, game_id: str) -> GameState | None:
         """The in-memory state of a game, if it is cached (what the log must replay to)."""
         record = self._active.get(game_id) or self._finished.get(game_id)
@@ -532,3 +632,8 @@ def _settled(task: asyncio.Task[Any]) -> None:
         error = task.exception()
         if error is not None and not isinstance(error, GameError):
             log.error("a change failed after its client left: %r", error)
+
+
+def _bot_to_move(state: GameState) -> bool:
+    seat = state.seat_of(BOT_ACTOR)
+    return seat is not None and state.phase == "playing" and state.mark_of(seat.name) == state.turn

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -30,8 +30,9 @@ _MAX_BATCH = 512
 
 _INSERT_EVENT = "INSERT INTO events (game_id, cursor, type, data, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 _UPSERT_GAME = """
-INSERT INTO games (game_id, state, players, player_x, player_o, moves, result, last_cursor, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO games (game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at,
+                   updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (game_id) DO UPDATE SET
     state = excluded.state, players = excluded.players, player_x = excluded.player_x, player_o = excluded.player_o,
     moves = excluded.moves, result = excluded.result, last_cursor = excluded.last_cursor,
@@ -61,6 +62,7 @@ class GameRow(NamedTuple):
     game_id: str
     state: str
     players: str  # JSON array of names
+    private: bool
     player_x: str | None
     player_o: str | None
     moves: int
@@ -227,15 +229,49 @@ class EventStore:
         rows = await self._read("SELECT game_id FROM events WHERE actor = ? ORDER BY id DESC LIMIT 1", (actor,))
         return rows[0][0] if rows else None
 
-    async def list_games(self, state: str | None = None, limit: int = 50) -> list[GameRow]:
-        """Rows of the `games` read model, most recently active first."""
-        where, params = ("WHERE state = ?", (state,)) if state else ("", ())
+    async def list_games(
+        self, state: str | None = None, limit: int = 50, *, include_private: bool = True
+    ) -> list[GameRow]:
+        """Rows of the `games` read model, newest first."""
+        conditions, params = [], []
+        if state:
+            conditions.append("state = ?")
+            params.append(state)
+        if not include_private:
+            conditions.append("private = 0")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = await self._read(
-            "SELECT game_id, state, players, player_x, player_o, moves, result, last_cursor, created_at, updated_at"
-            f" FROM games {where} ORDER BY updated_at DESC LIMIT ?",
+            "SELECT game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at,"
+            f" updated_at FROM games {where} ORDER BY created_at DESC, game_id LIMIT ?",
             (*params, limit),
         )
         return [GameRow(*row) for row in rows]  # type: ignore[arg-type]
+
+    async def rebuild_read_model(self, row_of: Callable[[str, list[Event]], GameRow]) -> int:
+        """Recompute the `games` table from the events alone, in one transaction that holds off
+        every other writer; returns the number of games."""
+        db = self._writer
+        try:
+            await db.execute("DELETE FROM games")  # opens the IMMEDIATE transaction
+            rows, game_id, events = [], None, []
+            async with db.execute("SELECT game_id, data, actor FROM events ORDER BY game_id, cursor") as cursor:
+                async for row_game, data, actor in cursor:
+                    if row_game != game_id and game_id is not None:
+                        rows.append(row_of(game_id, events))
+                        events = []
+                    game_id = row_game
+                    events.append(decode(data, actor))
+            if game_id is not None:
+                rows.append(row_of(game_id, events))
+            await db.executemany(_UPSERT_GAME, rows)
+            await db.commit()
+            return len(rows)
+        except (sqlite3.Error, ValueError) as err:
+            await self._rollback()
+            raise StorageUnavailable(f"storage unavailable: {err}") from err
+        except BaseException:
+            await self._rollback()
+            raise
 
     async def count_games(self) -> int:
         rows = await self._read("SELECT count(DISTINCT game_id) FROM events", ())

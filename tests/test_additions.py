@@ -1,0 +1,204 @@
+"""PROTOCOL.md Part 2 additions: the bot, private games, the spectator listing, the rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tictactoe.bot import best_move
+
+from .conftest import poll, post, timeline
+
+
+async def bot_game(client, name: str = "human"):
+    """A game against the bot; returns (client id, game id, the human's mark)."""
+    joined = await post(client, "/api/play", name=name, opponent="bot")
+    status = await poll(client, joined["game_id"], 2)
+    assert status["type"] == "status" and "Bot" in (status["playerX"], status["playerO"])
+    mark = "X" if status["playerX"] == name else "O"
+    return joined["client_id"], joined["game_id"], mark
+
+
+async def play_against_bot(client, choose) -> dict:
+    """Play a whole bot game, the human choosing with `choose(board, mark)`; returns the `end`."""
+    client_id, game_id, mark = await bot_game(client)
+    cursor = 2  # from the status on: X (human or bot) moves first
+    while True:
+        event = await poll(client, game_id, cursor)
+        cursor = event["cursor"]
+        if event["type"] == "end":
+            return {**event, "human": mark}
+        board = event.get("board", "_" * 9)
+        human_turn = (event["type"] == "status" and mark == "X") or (
+            event["type"] == "move" and event.get("turn") == mark
+        )
+        if human_turn:
+            await post(client, "/api/move", client_id=client_id, position=choose(board, mark))
+
+
+async def test_a_bot_game_starts_at_once_and_the_bot_opens_when_it_is_x(client):
+    for _ in range(12):  # the marks are drawn at random: see both cases
+        client_id, game_id, mark = await bot_game(client)
+        events = await timeline(client, game_id)
+        assert [e["type"] for e in events[:3]] == ["connect", "connect", "status"]
+        if mark == "O":
+            fourth = await poll(client, game_id, 3)
+            assert fourth["type"] == "move" and fourth["player"] == "X"
+        else:
+            assert len(events) == 3
+        await post(client, "/api/quit", client_id=client_id)
+
+
+async def test_the_bots_move_arrives_by_long_poll_like_any_other(client):
+    while True:
+        client_id, game_id, mark = await bot_game(client)
+        if mark == "X":
+            break
+        await post(client, "/api/quit", client_id=client_id)
+    await post(client, "/api/move", client_id=client_id, position=4)
+    answer = await poll(client, game_id, 4)  # there at once, or the poll waits for it
+    assert answer["type"] == "move" and answer["player"] == "O" and answer["cursor"] == 5
+
+
+async def test_the_bot_never_loses_to_random_play(client):
+    rng = random.Random(7)
+    results = []
+    for _ in range(25):
+        end = await play_against_bot(
+            client, lambda board, mark: rng.choice([i for i, c in enumerate(board) if c == "_"])
+        )
+        results.append(end)
+    assert all(end["result"] != end["human"] for end in results)
+    assert any(end["result"] not in ("D",) for end in results)  # and it wins some
+
+
+async def test_a_perfect_human_against_the_bot_always_draws(client):
+    for _ in range(6):
+        end = await play_against_bot(client, best_move)
+        assert end["result"] == "D"
+
+
+def test_best_move_never_loses_from_any_reachable_position():
+    from tictactoe.rules import other, outcome
+
+    def worst_for_bot(board: str, to_move: str, bot: str) -> str:
+        result = outcome(board)
+        if result is not None:
+            return result
+        if to_move == bot:
+            position = best_move(board, bot)
+            return worst_for_bot(board[:position] + bot + board[position + 1 :], other(bot), bot)
+        results = {
+            worst_for_bot(board[:i] + to_move + board[i + 1 :], bot, bot) for i, c in enumerate(board) if c == "_"
+        }
+        return other(bot) if other(bot) in results else ("D" if "D" in results else bot)
+
+    assert worst_for_bot("_" * 9, "X", "X") != "O"
+    assert worst_for_bot("_" * 9, "X", "O") != "X"
+
+
+async def test_the_name_bot_is_kept_for_the_computer_player(client):
+    response = await client.post("/api/play", data={"name": "bot"})
+    assert response.status == 409 and (await response.json())["error"]["code"] == 104
+
+
+async def test_a_private_game_is_never_matched_and_a_friend_joins_by_its_id(client):
+    host = await post(client, "/api/play", name="host", private="true")
+    stranger = await post(client, "/api/play", name="stranger")
+    assert stranger["game_id"] != host["game_id"]
+    first = (await timeline(client, host["game_id"]))[0]
+    assert first["private"] is True
+    friend = await post(client, "/api/play", name="friend", game_id=host["game_id"])
+    assert friend["game_id"] == host["game_id"]
+    status = await poll(client, host["game_id"], 2)
+    assert {status["playerX"], status["playerO"]} == {"host", "friend"}
+
+
+async def test_joining_a_started_finished_or_unknown_game_is_a_clear_error(client):
+    host = await post(client, "/api/play", name="host", private="true")
+    await post(client, "/api/play", name="friend", game_id=host["game_id"])
+    late = await post(client, "/api/play", name="late", game_id=host["game_id"], expect=409)
+    assert late["error"] == {"code": 109, "message": "game is full"}
+    await post(client, "/api/quit", client_id=host["client_id"])
+    over = await post(client, "/api/play", name="later", game_id=host["game_id"], expect=409)
+    assert over["error"]["code"] == 109
+    unknown = await post(client, "/api/play", name="lost", game_id="0123456789abcdef", expect=404)
+    assert unknown["error"]["code"] == 102
+    both = await post(client, "/api/play", name="greedy", game_id=host["game_id"], opponent="bot", expect=400)
+    assert both["error"]["code"] == 100
+    odd = await post(client, "/api/play", name="odd", opponent="alien", expect=400)
+    assert odd["error"]["code"] == 100
+
+
+async def listing(client, **params) -> list:
+    response = await client.get("/api/games", params={k: str(v) for k, v in params.items()})
+    assert response.status == 200
+    return await response.json()
+
+
+async def test_the_listing_follows_each_state_change_newest_first_and_hides_private_games(client):
+    hidden = await post(client, "/api/play", name="hidden", private="true")
+    a = await post(client, "/api/play", name="ann")
+    [waiting] = await listing(client, state="waiting")
+    assert waiting["game_id"] == a["game_id"] and waiting["players"] == ["ann"] and waiting["cursor"] == 1
+    b = await post(client, "/api/play", name="ben")
+    assert await listing(client, state="waiting") == []
+    [playing] = await listing(client, state="playing")
+    assert playing["moves"] == 0 and {playing["playerX"], playing["playerO"]} == {"ann", "ben"}
+    await post(client, "/api/quit", client_id=b["client_id"])
+    [over] = await listing(client, state="over")
+    assert over["result"] == "abandoned" and over["cursor"] == 5
+    newer = await post(client, "/api/play", name="cat", opponent="bot")
+    everything = await listing(client, limit=10)
+    assert [g["game_id"] for g in everything][:2] == [newer["game_id"], a["game_id"]]
+    assert hidden["game_id"] not in [g["game_id"] for g in everything]
+    for g in everything:
+        assert set(g) == {
+            "game_id",
+            "state",
+            "players",
+            "playerX",
+            "playerO",
+            "moves",
+            "result",
+            "cursor",
+            "created_at",
+            "updated_at",
+        }
+
+
+@pytest.mark.parametrize("query", ["state=lost", "limit=0", "limit=101", "limit=x", "state=over&state=waiting"])
+async def test_bad_listing_parameters_are_error_100(client, query):
+    response = await client.get(f"/api/games?{query}")
+    assert response.status == 400 and (await response.json())["error"]["code"] == 100
+
+
+async def test_rebuild_makes_the_same_read_model_from_the_log(make_client, config):
+    client = await make_client(config)
+    await bot_game(client, "one")
+    await post(client, "/api/play", name="two")
+    await post(client, "/api/play", name="three", private="true")
+    quitter = await post(client, "/api/play", name="four")
+    await post(client, "/api/quit", client_id=quitter["client_id"])
+    await asyncio.sleep(0.2)  # let a bot opening commit
+    await client.close()
+    with sqlite3.connect(config.db) as db:
+        before = db.execute("SELECT * FROM games ORDER BY game_id").fetchall()
+        db.execute("UPDATE games SET state = 'over', moves = 99")
+        db.execute("DELETE FROM games WHERE rowid IN (SELECT rowid FROM games LIMIT 1)")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tictactoe", "rebuild", "--db", config.db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(config.db) as db:
+        assert db.execute("SELECT * FROM games ORDER BY game_id").fetchall() == before
+    assert len(before) == 3  # the bot game, the private game, and the game "four" joined and quit
