@@ -108,7 +108,7 @@ def _tamper(db: str, sql: str, *params: object) -> None:
 )
 async def test_verify_names_the_game_the_cursor_and_the_broken_rule(played, damage, cursor, rule):
     db, live, won = played["db"], played["live"], played["won"]
-    ts = "2026-12-01T00:00:00.000Z"
+    ts = "2030-01-01T00:00:00.000Z"  # later than every real event: time must not go backwards
     o_actor = f"(SELECT actor FROM events WHERE game_id = '{live.game_id}' AND cursor = 5)"
     x_actor = f"(SELECT actor FROM events WHERE game_id = '{live.game_id}' AND cursor = 4)"
     target = won.game_id if damage == "after_end" else live.game_id
@@ -267,3 +267,37 @@ async def test_a_file_that_is_not_a_tictactoe_database_is_refused(tmp_path):
         db.execute("CREATE TABLE t (x)")
     result = await run("verify", "--db", str(other))
     assert result.returncode == 2 and "not a tictactoe database" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        (
+            'UPDATE events SET data = replace(data, \'"timestamp":"\', \'"timestamp":"garbage\') WHERE cursor = 3',
+            "is not ISO 8601",
+        ),
+        (
+            'UPDATE events SET data = replace(data, \'"type":"move"\', \'"type":"warp"\') WHERE cursor = 4',
+            "unreadable event",
+        ),
+        (
+            'UPDATE events SET data = replace(data, \'"position":4\', \'"position":"4"\') WHERE cursor = 4',
+            "unreadable event: move.position cannot be '4'",
+        ),
+        ("DELETE FROM games", "the games read model has no row for it"),
+        ("UPDATE games SET moves = 7", "the games read model says moves 7"),
+    ],
+)
+async def test_verify_catches_unreadable_rows_bad_times_and_a_read_model_that_disagrees(played, sql, rule):
+    live = played["live"]
+    _tamper(
+        played["db"],
+        sql.replace("WHERE", f"WHERE game_id = '{live.game_id}' AND")
+        if "WHERE" in sql
+        else sql + f" WHERE game_id = '{live.game_id}'",
+    )
+    result = await run("verify", "--db", played["db"])
+    assert result.returncode == 1, result.stdout
+    bad = [line for line in result.stdout.splitlines() if line.startswith("BAD")]
+    assert len(bad) == 1 and live.game_id in bad[0] and rule in bad[0], result.stdout
+    assert "Traceback" not in result.stderr

@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from . import rules
-from .events import ChatSent, Event, GameEnded, GameStarted, MovePlayed, PlayerJoined, PlayerLeft
+from .events import (
+    BadEvent,
+    ChatSent,
+    Event,
+    GameEnded,
+    GameStarted,
+    MovePlayed,
+    PlayerJoined,
+    PlayerLeft,
+    decode,
+    parse_time,
+)
 from .rules import Command, GameState
 
 
@@ -26,11 +37,39 @@ class Problem:
         return f"game {self.game_id}, cursor {self.cursor}: {self.rule}"
 
 
+def verify_stored(game_id: str, rows: Sequence[tuple[int, str, str, str | None]]) -> Problem | None:
+    """Check a game as stored: each row `(cursor, type, data, actor)` must decode to an event that
+    agrees with its columns, and the events must follow from the rules."""
+    events = []
+    for cursor, kind, data, actor in rows:
+        try:
+            event = decode(data, actor)
+        except BadEvent as err:
+            return Problem(game_id, cursor, f"unreadable event: {err}")
+        if (event.cursor, event.type) != (cursor, kind):
+            return Problem(
+                game_id, cursor, f"the row says {kind} at cursor {cursor}, its JSON {event.type} at {event.cursor}"
+            )
+        events.append(event)
+    return verify_game(game_id, events)
+
+
 def verify_game(game_id: str, events: Sequence[Event]) -> Problem | None:
     """The first problem in a game's log, or None if the whole log follows from the rules."""
     state = GameState(game_id)
     i = 0
     ended = False
+    previous_time = None
+    for event in events:
+        try:
+            moment = parse_time(event.timestamp)
+        except ValueError:
+            return Problem(game_id, event.cursor, f"timestamp {event.timestamp!r} is not ISO 8601")
+        if moment.utcoffset() is None or moment.utcoffset().total_seconds() != 0:
+            return Problem(game_id, event.cursor, f"timestamp {event.timestamp!r} is not in UTC")
+        if previous_time is not None and moment < previous_time:
+            return Problem(game_id, event.cursor, "time goes backwards: this event is older than the one before")
+        previous_time = moment
     while i < len(events):
         event = events[i]
         if ended:
@@ -48,7 +87,7 @@ def verify_game(game_id: str, events: Sequence[Event]) -> Problem | None:
             return Problem(game_id, event.cursor, f"illegal {event.type}: {err}")
         stored = tuple(events[i : i + len(expected)])
         if stored != expected:
-            return Problem(game_id, event.cursor, _difference(stored, expected))
+            return Problem(game_id, *_difference(stored, expected))
         state = rules.evolve_all(state, expected)
         ended = state.over
         i += len(expected)
@@ -97,19 +136,21 @@ def _actor_of_mark(state: GameState, mark: str) -> str | None:
     return _actor_of_name(state, state.player_x if mark == "X" else state.player_o)
 
 
-def _difference(stored: tuple[Event, ...], expected: tuple[Event, ...]) -> str:
-    """Say in one line how the stored events differ from what the rules make."""
+def _difference(stored: tuple[Event, ...], expected: tuple[Event, ...]) -> tuple[int, str]:
+    """The cursor where the stored events first differ from what the rules make, and how."""
     for got, want in zip(stored, expected, strict=False):
         if type(got) is not type(want):
-            return f"the rules make a {want.type} event here, the log has {got.type}"
+            return got.cursor, f"the rules make a {want.type} event here, the log has {got.type}"
         for field in got.__dataclass_fields__:
             mine, theirs = getattr(got, field), getattr(want, field)
             if mine != theirs:
                 if field == "board":
-                    return f"the stored board {mine} differs from the replayed board {theirs}"
-                return f"{got.type}.{field} is {mine!r} in the log, the rules make {theirs!r}"
+                    return got.cursor, f"the stored board {mine} differs from the replayed board {theirs}"
+                if field == "actor":  # never print a hash: say whose act it should have been
+                    return got.cursor, f"this {got.type} is recorded as made by the wrong client"
+                return got.cursor, f"{got.type}.{field} is {mine!r} in the log, the rules make {theirs!r}"
     missing = expected[len(stored)]
-    return f"the rules make a {missing.type} event at cursor {missing.cursor}, the log has none"
+    return missing.cursor, f"the rules make a {missing.type} event at cursor {missing.cursor}, the log has none"
 
 
 def with_import_actors(game_id: str, events: Sequence[Event]) -> list[Event]:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import resource
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from rich.table import Table
 from . import __version__, audit, report, rules
 from .app import AccessLogger, create_app
 from .config import Config, ConfigError, load_config
-from .events import decode, to_public
+from .events import BadEvent, decode, to_public
 from .service import game_row
 from .store import EventStore, StoreError
 
@@ -99,6 +100,9 @@ def main(argv: Sequence[str] | None = None, *, default_command: str | None = Non
         return 1
     except BrokenPipeError:  # `tictactoe export --all | head`
         return 0
+    except KeyboardInterrupt:
+        print("tictactoe: interrupted", file=sys.stderr)
+        return 130
 
 
 def _config_from(args: argparse.Namespace) -> Config:
@@ -143,7 +147,10 @@ def serve(config: Config) -> int:
 
 
 async def _load_game(store: EventStore, game_id: str) -> list:
-    events = await store.load(game_id)
+    try:
+        events = await store.load(game_id)
+    except BadEvent as err:
+        raise CommandError(f"game {game_id} has an unreadable event ({err}): run tictactoe verify") from None
     if not events:
         raise CommandError(f"unknown game id {game_id!r} in {store.path}")
     return events
@@ -162,7 +169,12 @@ async def replay_command(args: argparse.Namespace, db: str, console: Console) ->
     if args.json:
         state = rules.GameState(args.game_id)
         for event in events:
-            state = rules.evolve(state, event)
+            try:
+                state = rules.evolve(state, event)
+            except rules.BrokenLog as err:
+                raise CommandError(
+                    f"the log of game {args.game_id} is broken at cursor {event.cursor}: {err}"
+                ) from None
             # The same view as GET /api/games/{id}?at=N, with the event that led to it.
             print(json.dumps({**rules.public_state(state), "event": to_public(event)}, ensure_ascii=False))
         return 0
@@ -192,20 +204,31 @@ async def verify_command(args: argparse.Namespace, db: str, console: Console) ->
     store = await EventStore.open_readonly(db)
     problems, checked = [], 0
     try:
+        read_model = await store.read_model()
         if args.game_id:
-            problem = audit.verify_game(args.game_id, await _load_game(store, args.game_id))
+            rows = await store.game_rows(args.game_id)
+            if not rows:
+                raise CommandError(f"unknown game id {args.game_id!r} in {store.path}")
+            problem = _check_game(args.game_id, rows, read_model)
             problems, checked = [problem] if problem else [], 1
         else:
             total = await store.count_games()
             errors = Console(stderr=True)
             with Progress(console=errors, transient=True, disable=not errors.is_terminal or total < 1000) as bar:
                 task = bar.add_task("verifying", total=total)
-                async for game_id, events in store.all_games():
-                    if problem := audit.verify_game(game_id, events):
+                async for game_id, rows in store.all_game_rows():
+                    if problem := _check_game(game_id, rows, read_model):
                         problems.append(problem)
                         console.print(f"[bold red]BAD[/] {escape(str(problem))}")
+                    read_model.pop(game_id, None)
                     checked += 1
                     bar.advance(task)
+            for game_id in read_model:  # rows of the read model that no event backs
+                problem = audit.Problem(
+                    game_id, 0, "the games read model lists a game with no events: run tictactoe rebuild"
+                )
+                problems.append(problem)
+                console.print(f"[bold red]BAD[/] {escape(str(problem))}")
     finally:
         await store.close()
     if args.game_id and problems:
@@ -213,6 +236,22 @@ async def verify_command(args: argparse.Namespace, db: str, console: Console) ->
     verdict = "[bold red]broken[/]" if problems else "[green]sound[/]"
     console.print(f"{checked} games checked, {len(problems)} bad: the log is {verdict}")
     return 1 if problems else 0
+
+
+def _check_game(game_id: str, rows: list, read_model: dict) -> audit.Problem | None:
+    """The log must follow from the rules, and the read model must be its replay."""
+    if problem := audit.verify_stored(game_id, rows):
+        return problem
+    expected = game_row(rules.replay(game_id, [decode(data, actor) for _, _, data, actor in rows]))
+    stored = read_model.get(game_id)
+    if stored is None:
+        return audit.Problem(game_id, rows[-1][0], "the games read model has no row for it: run tictactoe rebuild")
+    for field, want in expected._asdict().items():
+        got = getattr(stored, field)
+        if (bool(got) if field == "private" else got) != want:
+            rule = f"the games read model says {field} {got!r}, the log says {want!r}: run tictactoe rebuild"
+            return audit.Problem(game_id, rows[-1][0], rule)
+    return None
 
 
 async def export_command(args: argparse.Namespace, db: str, console: Console) -> int:
@@ -226,8 +265,9 @@ async def export_command(args: argparse.Namespace, db: str, console: Console) ->
                 for event in events:
                     out.write(json.dumps({"game_id": game_id, **to_public(event)}, ensure_ascii=False) + "\n")
         else:
-            for game_id in args.game_ids:
-                for event in await _load_game(store, game_id):
+            games = [await _load_game(store, game_id) for game_id in args.game_ids]  # all known, or none out
+            for game_id, events in zip(args.game_ids, games, strict=True):
+                for event in events:
                     out.write(json.dumps({"game_id": game_id, **to_public(event)}, ensure_ascii=False) + "\n")
         out.flush()
     finally:
@@ -248,8 +288,8 @@ def read_export(path: Path) -> dict[str, list]:
         try:
             public = json.loads(line)
             game_id = public.pop("game_id")
-            if not isinstance(game_id, str) or not game_id:
-                raise ValueError("game_id must be a non-empty string")
+            if not isinstance(game_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", game_id):
+                raise ValueError("game_id must be 1-64 characters of A-Z a-z 0-9 _ -")
             games.setdefault(game_id, []).append(decode(json.dumps(public)))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise CommandError(f"refused {path}: line {number} is not an exported event ({err})") from None

@@ -104,12 +104,47 @@ def encode(event: Event) -> bytes:
     return json.dumps(to_public(event), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+class BadEvent(ValueError):
+    """Stored or imported JSON that is not an event of the protocol."""
+
+
+_MARKS = ("X", "O")
+# What each field annotation admits, so that a damaged row cannot pass for an event.
+_ADMITS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "Mark": lambda v: v in _MARKS,
+    "Mark | None": lambda v: v is None or v in _MARKS,
+    "Outcome | None": lambda v: v is None or v in ("X", "O", "D"),
+    'Literal["X", "O", "D", "abandoned"]': lambda v: v in ("X", "O", "D", "abandoned"),
+}
+
+
 def decode(data: str | bytes, actor: str | None = None) -> Event:
-    """Rebuild an event from its public JSON (as stored) and its actor hash."""
-    public = json.loads(data)
+    """Rebuild an event from its public JSON (as stored) and its actor hash; `BadEvent` if the
+    JSON is not exactly an event of the protocol."""
+    try:
+        public = json.loads(data)
+    except ValueError as err:
+        raise BadEvent(f"not JSON: {err}") from None
+    if not isinstance(public, dict) or public.get("type") not in EVENT_TYPES:
+        raise BadEvent("not an event of a known type")
     cls = EVENT_TYPES[public.pop("type")]
     kwargs = {_PYTHON_NAMES.get(key, key): value for key, value in public.items()}
-    return cls(**kwargs, actor=actor)
+    fields = {name: f for name, f in cls.__dataclass_fields__.items() if name != "actor"}
+    for name, value in kwargs.items():
+        if name not in fields:
+            raise BadEvent(f"a {cls.type} event has no field {name!r}")
+        if not _ADMITS[str(fields[name].type).replace("'", '"')](value):
+            raise BadEvent(f"{cls.type}.{name} cannot be {value!r}")
+    try:
+        event = cls(**kwargs, actor=actor)
+    except TypeError as err:
+        raise BadEvent(f"a {cls.type} event lacks a field: {err}") from None
+    if event.cursor < 1:
+        raise BadEvent("cursors start at 1")
+    return event
 
 
 def utc_now() -> str:

@@ -34,6 +34,11 @@ class Membership:
     game_id: str
 
 
+def is_client(actor: str | None) -> bool:
+    """Real clients' actors are SHA-256 digests; the bot's and imported stand-ins are not."""
+    return actor is not None and actor != BOT_ACTOR and not actor.startswith("imported:")
+
+
 def name_key(name: str) -> str:
     """Names are unique by this key, so that `Stan`, `stan` and its full-width form cannot all play."""
     return unicodedata.normalize("NFKC", name).casefold()
@@ -104,7 +109,7 @@ class Lobby:
         """Follow committed `events`, after which the game is `state`."""
         for event in events:
             match event:
-                case PlayerJoined(actor=actor) if actor is not None and actor != BOT_ACTOR:
+                case PlayerJoined(actor=actor) if is_client(actor):
                     self._members[actor] = Membership(event.name, state.game_id)
                     self._names[name_key(event.name)] = actor
                     if len(state.seats) == 1 and state.phase == "waiting" and not state.private:
@@ -114,7 +119,7 @@ class Lobby:
                 case GameEnded():
                     self._waiting.pop(state.game_id, None)
                     for seat in state.seats:
-                        if seat.actor not in (None, BOT_ACTOR) and self._members.get(seat.actor) == Membership(
+                        if is_client(seat.actor) and self._members.get(seat.actor) == Membership(
                             seat.name, state.game_id
                         ):
                             del self._members[seat.actor]
@@ -126,10 +131,10 @@ class Lobby:
             if state.over:
                 continue
             for seat in state.seats:
-                if seat.actor not in (None, BOT_ACTOR) and not seat.left:
+                if is_client(seat.actor) and not seat.left:
                     self._members[seat.actor] = Membership(seat.name, state.game_id)
                     self._names[name_key(seat.name)] = seat.actor
-            if state.phase == "waiting" and state.seats and not state.private:
+            if state.phase == "waiting" and state.seats and not state.private and is_client(state.seats[0].actor):
                 self._waiting[state.game_id] = None
 
     def counts(self) -> dict[str, int]:

@@ -70,6 +70,8 @@ def _pad(who: str) -> int:
 def summary_lines(state: GameState) -> list[str]:
     if state.over:
         outcome = f"over: {escape(state.reason or '')} (result {escape(state.result or '')})"
+    elif state.winner is not None:
+        outcome = f"the last move decided it ({escape(state.winner)}); the end event comes next"
     elif state.phase == "playing":
         outcome = f"playing, {mark(state.turn or '_')} to move"
     else:

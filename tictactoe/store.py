@@ -279,21 +279,41 @@ class EventStore:
 
     async def all_games(self) -> AsyncIterator[tuple[str, list[Event]]]:
         """Every game of the log with its events, one game at a time (streamed, not loaded whole)."""
+        async for game_id, rows in self.all_game_rows():
+            yield game_id, [decode(data, actor) for _, _, data, actor in rows]
+
+    async def all_game_rows(self) -> AsyncIterator[tuple[str, list[tuple[int, str, str, str | None]]]]:
+        """Every game's rows as stored, `(cursor, type, data, actor)`, not yet decoded: for `verify`."""
         try:
             async with self._reader.execute(
-                "SELECT game_id, data, actor FROM events ORDER BY game_id, cursor"
+                "SELECT game_id, cursor, type, data, actor FROM events ORDER BY game_id, cursor"
             ) as cursor:
-                game_id, events = None, []
-                async for row_game, data, actor in cursor:
+                game_id, rows = None, []
+                async for row_game, *row in cursor:
                     if row_game != game_id:
                         if game_id is not None:
-                            yield game_id, events
-                        game_id, events = row_game, []
-                    events.append(decode(data, actor))
+                            yield game_id, rows
+                        game_id, rows = row_game, []
+                    rows.append(tuple(row))
                 if game_id is not None:
-                    yield game_id, events
-        except (sqlite3.Error, ValueError) as err:
+                    yield game_id, rows
+        except sqlite3.Error as err:
             raise StorageUnavailable(f"storage unavailable: {err}") from err
+
+    async def game_rows(self, game_id: str) -> list[tuple[int, str, str, str | None]]:
+        """One game's rows as stored, not yet decoded."""
+        return await self._read(  # type: ignore[return-value]
+            "SELECT cursor, type, data, actor FROM events WHERE game_id = ? ORDER BY cursor", (game_id,)
+        )
+
+    async def read_model(self) -> dict[str, GameRow]:
+        """The whole `games` table, by game id: for checking it against the log."""
+        rows = await self._read(
+            "SELECT game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at,"
+            " updated_at FROM games",
+            (),
+        )
+        return {row[0]: GameRow(*row) for row in rows}  # type: ignore[arg-type]
 
     async def insert_games(self, games: Sequence[tuple[Sequence[Event], GameRow]]) -> None:
         """Write whole games in one transaction; refuses all if any of them already exists."""
@@ -305,12 +325,16 @@ class EventStore:
             for e in events
         ]
         try:
-            known = await self._writer.execute_fetchall(
-                f"SELECT DISTINCT game_id FROM events WHERE game_id IN ({','.join('?' * len(games))})",
-                [row.game_id for _, row in games],
-            )
-            if known:
-                raise CursorConflict(f"game {next(iter(known))[0]} is already in the database")
+            ids = [row.game_id for _, row in games]
+            for start in range(0, len(ids), 500):  # SQLite caps the number of parameters
+                chunk = ids[start : start + 500]
+                known = await self._writer.execute_fetchall(
+                    f"SELECT game_id FROM games WHERE game_id IN ({','.join('?' * len(chunk))})"
+                    f" UNION SELECT game_id FROM events WHERE game_id IN ({','.join('?' * len(chunk))})",
+                    chunk * 2,
+                )
+                if known:
+                    raise CursorConflict(f"game {next(iter(known))[0]} is already in the database")
             await self._writer.executemany(_INSERT_EVENT, event_rows)
             await self._writer.executemany(_UPSERT_GAME, [row for _, row in games])
             await self._writer.commit()
@@ -379,8 +403,10 @@ async def _check_schema(db: aiosqlite.Connection, migrations: Path, path: str) -
     """The migrations a database has; refuses one that is not ours, not migrated, or newer."""
     try:
         rows = await db.execute_fetchall("SELECT name FROM schema_migrations ORDER BY name")
-    except sqlite3.Error:
-        raise StorageUnavailable(f"{path} is not a tictactoe database") from None
+    except sqlite3.Error as err:
+        if "no such table" in str(err) or "not a database" in str(err):
+            raise StorageUnavailable(f"{path} is not a tictactoe database") from None
+        raise StorageUnavailable(f"cannot read {path}: {err} (can its folder be written? SQLite needs that)") from None
     applied = [row[0] for row in rows]
     known = [p.name for p in migration_files(migrations)]
     unknown = [name for name in applied if name not in known]
