@@ -28,10 +28,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_NAME = re.compile(r"[0-9]{4}_[a-z0-9_]+\.sql")
 _MAX_BATCH = 512
 
+_GAME_COLUMNS = (
+    "game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at, updated_at"
+)
 _INSERT_EVENT = "INSERT INTO events (game_id, cursor, type, data, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-_UPSERT_GAME = """
-INSERT INTO games (game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at,
-                   updated_at)
+_UPSERT_GAME = f"""
+INSERT INTO games ({_GAME_COLUMNS})
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (game_id) DO UPDATE SET
     state = excluded.state, players = excluded.players, player_x = excluded.player_x, player_o = excluded.player_o,
@@ -241,8 +243,7 @@ class EventStore:
             conditions.append("private = 0")
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = await self._read(
-            "SELECT game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at,"
-            f" updated_at FROM games {where} ORDER BY created_at DESC, game_id LIMIT ?",
+            f"SELECT {_GAME_COLUMNS} FROM games {where} ORDER BY created_at DESC, game_id LIMIT ?",
             (*params, limit),
         )
         return [GameRow(*row) for row in rows]  # type: ignore[arg-type]
@@ -309,8 +310,7 @@ class EventStore:
     async def read_model(self) -> dict[str, GameRow]:
         """The whole `games` table, by game id: for checking it against the log."""
         rows = await self._read(
-            "SELECT game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at,"
-            " updated_at FROM games",
+            f"SELECT {_GAME_COLUMNS} FROM games",
             (),
         )
         return {row[0]: GameRow(*row) for row in rows}  # type: ignore[arg-type]
