@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 import subprocess
@@ -202,3 +203,77 @@ async def test_rebuild_makes_the_same_read_model_from_the_log(make_client, confi
     with sqlite3.connect(config.db) as db:
         assert db.execute("SELECT * FROM games ORDER BY game_id").fetchall() == before
     assert len(before) == 3  # the bot game, the private game, and the game "four" joined and quit
+
+
+def parse_sse(text: str) -> list[dict]:
+    """The messages of an SSE body: id, event and the decoded data of each."""
+    messages = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if fields:
+            messages.append({"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])})
+    return messages
+
+
+async def test_the_stream_sends_every_event_as_sse_and_ends_after_the_end(client):
+    from .conftest import play_moves, start_game
+
+    game = await start_game(client)
+    await play_moves(client, game, [0, 3, 1, 4, 2])
+    response = await client.get(f"/api/games/{game.game_id}/stream")
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+    messages = parse_sse(await response.text())  # the body ends: the stream closed after `end`
+    assert [m["id"] for m in messages] == list(range(1, 10))
+    assert [m["event"] for m in messages][-2:] == ["move", "end"]
+    assert all(m["data"]["cursor"] == m["id"] and m["data"]["type"] == m["event"] for m in messages)
+
+
+async def test_the_stream_resumes_from_last_event_id_with_exactly_the_missed_events(client):
+    from .conftest import play_moves, start_game
+
+    game = await start_game(client)
+    await play_moves(client, game, [4, 0])
+    first = await client.get(f"/api/games/{game.game_id}/stream")
+    seen = []
+    async for line in first.content:  # read until the dropped stream has cursor 5, then hang up
+        if line.startswith(b"id: "):
+            seen.append(int(line[4:]))
+            if seen[-1] == 5:
+                break
+    first.close()
+    await play_moves(client, game, [8, 2])  # missed while disconnected... (X at 8, then O at 2)
+    await post(client, "/api/quit", client_id=game.x)
+    again = await client.get(f"/api/games/{game.game_id}/stream", headers={"Last-Event-ID": "5"})
+    messages = parse_sse(await again.text())
+    assert seen == [1, 2, 3, 4, 5]
+    assert [m["id"] for m in messages] == [6, 7, 8, 9]
+    by_query = parse_sse(await (await client.get(f"/api/games/{game.game_id}/stream?cursor=7")).text())
+    assert [m["id"] for m in by_query] == [8, 9]
+
+
+async def test_the_bots_move_arrives_by_sse(client):
+    client_id, game_id, mark = await bot_game(client)
+    response = await client.get(f"/api/games/{game_id}/stream", params={"cursor": "3"})
+    if mark == "X":
+        await post(client, "/api/move", client_id=client_id, position=4)
+    seen = []
+    async for line in response.content:
+        if line.startswith(b"data: "):
+            event = json.loads(line[6:])
+            seen.append(event)
+            if event.get("player") not in (None, mark) and event["type"] == "move":
+                break
+    response.close()
+    assert seen[-1]["type"] == "move" and seen[-1]["player"] != mark
+
+
+@pytest.mark.parametrize(
+    ("suffix", "headers", "status", "code"),
+    [("?cursor=99", {}, 400, 112), ("", {"Last-Event-ID": "x"}, 400, 100), ("?cursor=-1", {}, 400, 100)],
+)
+async def test_bad_stream_requests_get_protocol_errors(client, suffix, headers, status, code):
+    joined = await post(client, "/api/play", name="solo")
+    response = await client.get(f"/api/games/{joined['game_id']}/stream{suffix}", headers=headers)
+    assert response.status == status and (await response.json())["error"]["code"] == code
+    unknown = await client.get("/api/games/0123456789abcdef/stream")
+    assert unknown.status == 404

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp_sse import sse_response
 
 from . import __version__
 from .errors import BadRequest, BodyTooLarge
@@ -306,6 +307,31 @@ async def events(request: web.Request) -> web.Response:
     assert after is not None and wait is not None
     batch = await request.app[SERVICE].events_after(game_id, after, float(wait))
     return web.Response(body=b"[" + b",".join(batch) + b"]", content_type=_JSON, charset="utf-8")
+
+
+@routes.get("/api/games/{game_id}/stream")
+async def stream(request: web.Request) -> web.StreamResponse:
+    """The game's timeline as Server-Sent Events, from `Last-Event-ID` or `?cursor=N`."""
+    game_id = _game_id(request)
+    cursor = query_params(request).integer("cursor", 0)
+    last_seen = request.headers.get("Last-Event-ID")
+    if last_seen is not None:
+        if not _DIGITS.fullmatch(last_seen):
+            raise BadRequest("Last-Event-ID must be the cursor of an event, in digits")
+        cursor = int(last_seen)
+    assert cursor is not None
+    service = request.app[SERVICE]
+    pending = await service.events_after(game_id, cursor)  # 102, 112 and 113 before the stream opens
+    async with sse_response(request, headers={"Cache-Control": "no-store"}) as events:
+        while not service.stopping:
+            for raw in pending:
+                public = json.loads(raw)
+                await events.send(raw.decode(), id=str(public["cursor"]), event=public["type"])
+                cursor = public["cursor"]
+                if public["type"] == "end":
+                    return events  # every game's last event: nothing more will come
+            pending = await service.events_after(game_id, cursor, wait=request.app[CONFIG].poll_timeout)
+    return events
 
 
 @routes.get("/api/games/{game_id}")

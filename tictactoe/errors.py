@@ -73,6 +73,6 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         response = error_response(150, "internal server error")
-    if request.path.startswith("/api/"):
+    if request.path.startswith("/api/") and not response.prepared:
         response.headers["Cache-Control"] = "no-store"
     return response

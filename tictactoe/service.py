@@ -613,6 +613,11 @@ class GameService:
             for row in rows
         ]
 
+    @property
+    def stopping(self) -> bool:
+        """True once the server has begun to stop: streams should end."""
+        return self._hub.closed
+
     def cached_state(self, game_id: str) -> GameState | None:
         """The in-memory state of a game, if it is cached (what the log must replay to)."""
         record = self._active.get(game_id) or self._finished.get(game_id)
