@@ -277,3 +277,37 @@ async def test_bad_stream_requests_get_protocol_errors(client, suffix, headers, 
     assert response.status == status and (await response.json())["error"]["code"] == code
     unknown = await client.get("/api/games/0123456789abcdef/stream")
     assert unknown.status == 404
+
+
+async def test_metrics_parse_and_their_counters_move_when_a_game_is_played(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .conftest import play_moves, start_game
+
+    async def scrape() -> dict:
+        response = await client.get("/metrics")
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
+        samples = {}
+        for family in text_string_to_metric_families(await response.text()):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    before = await scrape()
+    game = await start_game(client)
+    waiting = asyncio.create_task(poll(client, game.game_id, 3))
+    await asyncio.sleep(0.1)
+    during = await scrape()
+    assert during[("tictactoe_long_polls_open", ())] == 1
+    assert during[("tictactoe_games", (("state", "playing"),))] == 1
+    await play_moves(client, game, [0, 3, 1, 4, 2])
+    await waiting
+    await client.post("/api/move", data={"client_id": game.x, "position": "8"})  # 103: the game is over
+    after = await scrape()
+    assert after[("tictactoe_events_appended_total", (("type", "move"),))] == 5
+    assert after[("tictactoe_events_appended_total", (("type", "end"),))] == 1
+    assert after[("tictactoe_append_seconds_count", ())] > before.get(("tictactoe_append_seconds_count", ()), 0)
+    assert after[("tictactoe_notify_seconds_count", ())] >= 1
+    assert after[("tictactoe_errors_total", (("code", "103"),))] == 1
+    assert after[("tictactoe_sqlite_write_transactions", ())] >= 6
+    assert after[("tictactoe_long_polls_open", ())] == 0

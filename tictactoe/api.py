@@ -14,7 +14,7 @@ from aiohttp_sse import sse_response
 
 from . import __version__
 from .errors import BadRequest, BodyTooLarge
-from .keys import CONFIG, SERVICE
+from .keys import CONFIG, METRICS, SERVICE
 from .lobby import InvalidName
 from .service import UnknownGame
 
@@ -322,6 +322,16 @@ async def stream(request: web.Request) -> web.StreamResponse:
     assert cursor is not None
     service = request.app[SERVICE]
     pending = await service.events_after(game_id, cursor)  # 102, 112 and 113 before the stream opens
+    metrics = request.app[METRICS]
+    metrics.streams_open.inc()
+    try:
+        return await _send_events(request, game_id, cursor, pending)
+    finally:
+        metrics.streams_open.dec()
+
+
+async def _send_events(request: web.Request, game_id: str, cursor: int, pending: list[bytes]) -> web.StreamResponse:
+    service = request.app[SERVICE]
     async with sse_response(request, headers={"Cache-Control": "no-store"}) as events:
         while not service.stopping:
             for raw in pending:
@@ -339,6 +349,12 @@ async def game_state(request: web.Request) -> web.Response:
     game_id = _game_id(request)
     at = query_params(request).integer("at")
     return _json(await request.app[SERVICE].state_at(game_id, at))
+
+
+@routes.get("/metrics")
+async def metrics_page(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 @routes.get("/healthz")

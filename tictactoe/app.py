@@ -13,7 +13,8 @@ from . import __version__, api
 from .config import Config
 from .errors import protocol_errors
 from .hub import Hub
-from .keys import CONFIG, HUB, SERVICE, STARTUP, STORE
+from .keys import CONFIG, HUB, METRICS, SERVICE, STARTUP, STORE
+from .metrics import Metrics
 from .service import GameService, Limits
 from .store import EventStore
 
@@ -25,6 +26,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=config.max_body_size, middlewares=[protocol_errors])
     app[CONFIG] = config
     app[STARTUP] = {}
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_event_store)
     app.cleanup_ctx.append(_game_service)
     app.on_shutdown.append(_answer_waiting_polls)
@@ -43,9 +45,12 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
 
 async def _game_service(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    hub = Hub()
+    metrics = app[METRICS]
+    hub = Hub(on_wake=metrics.notify_seconds.observe)
     limits = Limits(config.poll_timeout, config.pending_timeout, config.turn_timeout)
-    service = GameService(app[STORE], hub, limits)
+    service = GameService(app[STORE], hub, limits, metrics=metrics)
+    store = app[STORE]
+    metrics.follow(polls=hub.waiting, games=service.games_by_state, transactions=lambda: store.transactions)
     started = time.perf_counter()
     restored = await service.start()
     elapsed = time.perf_counter() - started

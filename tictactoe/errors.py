@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .keys import METRICS
 from .rules import GameError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,9 @@ class BodyTooLarge(GameError):
 
 def error_response(code: int, message: str, status: int | None = None) -> web.Response:
     body = {"error": {"code": code, "message": message}}
-    return web.json_response(body, status=status or HTTP_STATUS[code])
+    response = web.json_response(body, status=status or HTTP_STATUS[code])
+    response.protocol_code = code  # type: ignore[attr-defined]  # for the errors-by-code metric
+    return response
 
 
 # aiohttp's own refusals (no such route, wrong method, body too large) in the protocol's words.
@@ -73,6 +76,10 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         response = error_response(150, "internal server error")
+    if response.status >= 400 and (metrics := request.app.get(METRICS)) is not None:
+        code = getattr(response, "protocol_code", None)
+        if code is not None:
+            metrics.errors.labels(str(code)).inc()
     if request.path.startswith("/api/") and not response.prepared:
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 class Hub:
     """Parks long-poll requests until their game moves, times out, or the server stops."""
 
-    def __init__(self) -> None:
-        self._futures: dict[str, asyncio.Future[int | None]] = {}
+    def __init__(self, on_wake: Callable[[float], None] | None = None) -> None:
+        self._on_wake = on_wake  # told how long after `notify` each waiter woke
+        self._futures: dict[str, asyncio.Future[tuple[int, float] | None]] = {}
         self._waiters: dict[str, int] = {}
         self._closed = False
 
@@ -25,13 +27,19 @@ class Hub:
             async with asyncio.timeout(timeout):
                 # Shielded: one waiter that is cancelled (its client hung up) must not cancel
                 # the future the other waiters of the game share.
-                return await asyncio.shield(future)
+                woken = await asyncio.shield(future)
         except TimeoutError:
             return None
         finally:
             self._forget_waiter(game_id, future)
+        if woken is None:
+            return None
+        cursor, notified_at = woken
+        if self._on_wake is not None:
+            self._on_wake(asyncio.get_running_loop().time() - notified_at)
+        return cursor
 
-    def _forget_waiter(self, game_id: str, future: asyncio.Future[int | None]) -> None:
+    def _forget_waiter(self, game_id: str, future: asyncio.Future[tuple[int, float] | None]) -> None:
         left = self._waiters[game_id] - 1
         if left:
             self._waiters[game_id] = left
@@ -46,7 +54,7 @@ class Hub:
         """Wake every waiter of the game; call only after the events up to `cursor` committed."""
         future = self._futures.pop(game_id, None)
         if future is not None and not future.done():
-            future.set_result(cursor)
+            future.set_result((cursor, asyncio.get_running_loop().time()))
 
     def close(self) -> None:
         """Answer every waiter now (the server is stopping) and refuse new waits."""

@@ -4,6 +4,7 @@ from aiohttp import web
 
 from .config import Config
 from .hub import Hub
+from .metrics import Metrics
 from .service import GameService
 from .store import EventStore
 
@@ -11,4 +12,5 @@ CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", EventStore)
 HUB = web.AppKey("hub", Hub)
 SERVICE = web.AppKey("service", GameService)
+METRICS = web.AppKey("metrics", Metrics)
 STARTUP = web.AppKey("startup", dict)  # what start-up found: restored games, time taken

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import bot, rules
 from .bot import BOT_ACTOR, BOT_NAME
@@ -28,6 +28,9 @@ from .lobby import InvalidName, Lobby, Membership, name_key
 from .rules import Command, GameError, GameState
 from .store import CursorConflict, EventStore, GameRow
 from .store import StorageUnavailable as StoreUnavailable
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -169,8 +172,17 @@ class KeyedLocks:
 class GameService:
     """The game server's behaviour, independent of HTTP."""
 
-    def __init__(self, store: EventStore, hub: Hub, limits: Limits, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        hub: Hub,
+        limits: Limits,
+        *,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
+        self._metrics = metrics
         self._hub = hub
         self._limits = limits
         self._rng = rng or random.SystemRandom()
@@ -430,12 +442,17 @@ class GameService:
                 cmd = command(state) if callable(command) else command
                 events = rules.decide_all(state, cmd) if isinstance(cmd, tuple) else rules.decide(state, cmd)
                 new_state = rules.evolve_all(state, events)
+                started = time.perf_counter()
                 try:
                     await self._store_call(self._store.append(events, game_row(new_state)))
                 except CursorConflict:
                     # Another writer (another process) got there first: catch up and decide again.
                     await self._reload(record)
                     continue
+                if self._metrics is not None:
+                    self._metrics.append_seconds.observe(time.perf_counter() - started)
+                    for event in events:
+                        self._metrics.events.labels(event.type).inc()
                 self._publish(record, new_state, events)
                 return events
         raise StorageUnavailable("the game changed too often while this request was decided; try again")
@@ -625,6 +642,14 @@ class GameService:
 
     def waiting_polls(self, game_id: str | None = None) -> int:
         return self._hub.waiting(game_id)
+
+    def games_by_state(self) -> dict[str, int]:
+        """Games in memory by state (finished games live in the log, not here)."""
+        counts = {"waiting": 0, "playing": 0}
+        for record in self._active.values():
+            if record.state.seats:
+                counts[record.state.phase] = counts.get(record.state.phase, 0) + 1
+        return counts
 
     def counts(self) -> dict[str, int]:
         return {"active_games": len(self._active), "cached_finished": len(self._finished), **self._lobby.counts()}
