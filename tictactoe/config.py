@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -113,8 +112,3 @@ def load_config(
         return Config(**values)
     except ConfigError as err:
         raise ConfigError(f"config error: {err}") from None
-
-
-def with_changes(config: Config, **changes: Any) -> Config:
-    """A copy of `config` with some knobs changed (validated again)."""
-    return dataclasses.replace(config, **changes)

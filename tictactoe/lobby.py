@@ -65,9 +65,6 @@ class Lobby:
         """True when `actor` already holds `name`."""
         return self._names.get(name_key(name)) == actor
 
-    def waiting_games(self) -> list[str]:
-        return list(self._waiting)
-
     # --- pairing ---
 
     def reserve_name(self, name: str, actor: str) -> None:
