@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -13,8 +15,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_sse import sse_response
 
 from . import __version__
-from .errors import BadRequest, BodyTooLarge
-from .keys import CONFIG, METRICS, SERVICE
+from .errors import BadRequest, BodyTooLarge, Handler
+from .keys import ADDRESSES, CONFIG, METRICS, POLLS, SERVICE
 from .lobby import InvalidName
 from .service import UnknownGame
 
@@ -214,6 +216,16 @@ def _json(data: Any) -> web.Response:
     return web.json_response(data, dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
 
 
+def _open_poll(request: web.Request) -> contextlib.AbstractContextManager[None]:
+    """Count this request as one open long poll or stream of its address (429/121 past the limit)."""
+    polls = request.app[POLLS]
+    if not polls.limit:
+        return contextlib.nullcontext()  # the limit is off: not even the address is worked out
+    forwarded = request.headers.getall("X-Forwarded-For", None)
+    address = request.app[ADDRESSES].of(request.remote, ",".join(forwarded) if forwarded else None)
+    return polls.hold(address)
+
+
 def _event_response(raw: bytes) -> web.Response:
     return web.Response(body=raw, content_type=_JSON, charset="utf-8")
 
@@ -279,7 +291,8 @@ async def updates(request: web.Request) -> web.Response:
     game_id = _game_id(request)
     cursor = query_params(request).integer("cursor", 0)
     assert cursor is not None
-    raw = await request.app[SERVICE].event_after(game_id, cursor)
+    with _open_poll(request):
+        raw = await request.app[SERVICE].event_after(game_id, cursor)
     if raw is None:
         return web.Response(status=204)
     return _event_response(raw)
@@ -305,7 +318,8 @@ async def events(request: web.Request) -> web.Response:
     after = params.integer("after", 0)
     wait = params.integer("wait", 0)
     assert after is not None and wait is not None
-    batch = await request.app[SERVICE].events_after(game_id, after, float(wait))
+    with _open_poll(request) if wait else contextlib.nullcontext():
+        batch = await request.app[SERVICE].events_after(game_id, after, float(wait))
     return web.Response(body=b"[" + b",".join(batch) + b"]", content_type=_JSON, charset="utf-8")
 
 
@@ -323,11 +337,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     pending = await service.events_after(game_id, cursor)  # 102, 112 and 113 before the stream opens
     metrics = request.app[METRICS]
-    metrics.streams_open.inc()
-    try:
-        return await _send_events(request, game_id, cursor, pending)
-    finally:
-        metrics.streams_open.dec()
+    with _open_poll(request):
+        metrics.streams_open.inc()
+        try:
+            return await _send_events(request, game_id, cursor, pending)
+        finally:
+            metrics.streams_open.dec()
 
 
 async def _send_events(request: web.Request, game_id: str, cursor: int, pending: list[bytes]) -> web.StreamResponse:
@@ -362,3 +377,46 @@ async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     await service.check_health()
     return _json({"status": "ok", "version": __version__, "polls_waiting": service.waiting_polls(), **service.counts()})
+
+
+# --- CORS: only when `cors_origins` is configured ------------------------------------------------
+
+_CORS_METHODS = "GET, POST"
+_CORS_HEADERS = "Content-Type, Last-Event-ID"
+
+
+def _allowed_origin(request: web.BaseRequest, origins: Iterable[str]) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is None or not request.path.startswith("/api/"):
+        return None
+    return origin if origin in origins or "*" in origins else None
+
+
+def cors_preflight(origins: tuple[str, ...]) -> Any:
+    """A middleware that answers browsers' CORS preflight (OPTIONS) for the allowed origins."""
+
+    @web.middleware
+    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        preflighting = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+        if preflighting and _allowed_origin(request, origins) is not None:
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Methods": _CORS_METHODS,
+                    "Access-Control-Allow-Headers": _CORS_HEADERS,
+                    "Access-Control-Max-Age": "600",
+                },
+            )
+        return await handler(request)
+
+    return preflight
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every /api answer to an allowed origin (streams and errors included): let it read it."""
+    origin = _allowed_origin(request, request.app[CONFIG].cors_origins)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+    if request.path.startswith("/api/"):
+        response.headers.add("Vary", "Origin")

@@ -10,10 +10,11 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import __version__, api
+from .addresses import ClientAddresses, OpenPolls
 from .config import Config
 from .errors import protocol_errors
 from .hub import Hub
-from .keys import CONFIG, HUB, METRICS, SERVICE, STARTUP, STORE
+from .keys import ADDRESSES, CONFIG, HUB, METRICS, POLLS, SERVICE, STARTUP, STORE
 from .metrics import Metrics
 from .service import GameService, Limits
 from .store import EventStore
@@ -23,8 +24,16 @@ log = logging.getLogger("tictactoe")
 
 def create_app(config: Config) -> web.Application:
     """The application for `config`; resources open on start-up and close on clean-up."""
-    app = web.Application(client_max_size=config.max_body_size, middlewares=[protocol_errors])
+    # CORS is outermost, so that error answers carry its headers too; absent unless configured.
+    middlewares = [protocol_errors]
+    if config.cors_origins:
+        middlewares.insert(0, api.cors_preflight(config.cors_origins))
+    app = web.Application(client_max_size=config.max_body_size, middlewares=middlewares)
     app[CONFIG] = config
+    app[ADDRESSES] = ClientAddresses(config.trusted_proxies)
+    app[POLLS] = OpenPolls(config.max_polls_per_address)
+    if config.cors_origins:
+        app.on_response_prepare.append(api.cors_headers)
     app[STARTUP] = {}
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_event_store)
@@ -47,7 +56,13 @@ async def _game_service(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     metrics = app[METRICS]
     hub = Hub(on_wake=metrics.notify_seconds.observe)
-    limits = Limits(config.poll_timeout, config.pending_timeout, config.turn_timeout)
+    limits = Limits(
+        config.poll_timeout,
+        config.pending_timeout,
+        config.turn_timeout,
+        chat_messages=config.chat_limit_messages,
+        chat_seconds=config.chat_limit_seconds,
+    )
     service = GameService(app[STORE], hub, limits, metrics=metrics)
     store = app[STORE]
     metrics.follow(polls=hub.waiting, games=service.games_by_state, transactions=lambda: store.transactions)

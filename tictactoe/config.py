@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -10,6 +12,7 @@ from typing import Any
 
 DEFAULT_CONFIG_FILE = Path("config.toml")
 ENV_PREFIX = "TICTACTOE_"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|\*")  # scheme://host[:port], no path; or "*"
 
 
 class ConfigError(ValueError):
@@ -32,6 +35,11 @@ class Config:
     sqlite_synchronous: str = "full"
     shutdown_timeout: float = 10.0
     log_level: str = "info"
+    max_polls_per_address: int = 256
+    trusted_proxies: tuple[str, ...] = ()
+    chat_limit_messages: int = 5
+    chat_limit_seconds: float = 10.0
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be from 0 to 65535")
@@ -52,6 +60,26 @@ class Config:
             "log_level",
             "must be one of debug, info, warning, error, critical",
         )
+        for knob in ("max_polls_per_address", "chat_limit_messages"):
+            _check(0 <= getattr(self, knob) <= 10**6, knob, "must be from 0 (no limit) to 1000000")
+        for proxy in self.trusted_proxies:
+            _check(_is_network(proxy), "trusted_proxies", f"must list IP addresses or networks, not {proxy!r}")
+        seconds = "must be a number of seconds above 0, at most 86400"
+        _check(0 < self.chat_limit_seconds <= 86400, "chat_limit_seconds", seconds)
+        for origin in self.cors_origins:
+            _check(
+                bool(_ORIGIN.fullmatch(origin)),
+                "cors_origins",
+                f"must list origins like https://example.org or *, not {origin!r}",
+            )
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _check(ok: bool, knob: str, rule: str) -> None:
@@ -74,11 +102,18 @@ def _coerce(knob: str, value: Any, source: str) -> Any:
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValueError
             return float(value)
+        if kind == "tuple[str, ...]":
+            if isinstance(value, str):  # from the environment or a flag: comma-separated
+                return tuple(item.strip() for item in value.split(",") if item.strip())
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise ValueError
+            return tuple(value)
         if not isinstance(value, str):
             raise ValueError
         return value
     except ValueError:
-        word = {"int": "an integer", "float": "a number"}.get(str(kind), "a string")
+        words = {"int": "an integer", "float": "a number", "tuple[str, ...]": "a list of strings"}
+        word = words.get(str(kind), "a string")
         raise ConfigError(f"{knob} must be {word}, not {value!r} (from {source})") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -66,6 +67,8 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except GameError as err:
         response = error_response(err.code, str(err))
+        if (retry_after := getattr(err, "retry_after", None)) is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     except web.HTTPException as err:
         if err.status < 400:
             raise

@@ -15,7 +15,7 @@ import logging
 import random
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,6 +72,16 @@ class NothingMoreToCome(GameError):
     code = 113
 
 
+class ChatTooFast(GameError):
+    """The client sent as many chat messages as the limit allows in the window."""
+
+    code = 121
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the next message would be taken
+
+
 class StorageUnavailable(GameError):
     """The database cannot be used right now; nothing was changed."""
 
@@ -102,6 +112,44 @@ class Limits:
     poll_timeout: float = 30.0
     pending_timeout: float = 60.0
     turn_timeout: float = 600.0
+    chat_messages: int = 5  # per client in any `chat_seconds`; 0: no limit
+    chat_seconds: float = 10.0
+
+
+class ChatRate:
+    """At most `messages` chat messages per client in any `seconds` (a sliding window)."""
+
+    def __init__(self, messages: int, seconds: float, clock: Callable[[], float]) -> None:
+        self._messages, self._seconds, self._clock = messages, seconds, clock
+        self._sent: dict[str, deque[float]] = {}  # actor -> times of its recent messages, oldest first
+        self._sweep_at = 1024
+
+    def take(self, actor: str) -> float | None:
+        """Count one message of `actor` now; ChatTooFast if its window is full. Returns the slot."""
+        if not self._messages:
+            return None
+        now = self._clock()
+        sent = self._sent.setdefault(actor, deque())
+        while sent and sent[0] <= now - self._seconds:
+            sent.popleft()
+        if len(sent) >= self._messages:
+            wait = sent[0] + self._seconds - now
+            raise ChatTooFast(f"too many chat messages: at most {self._messages} in {self._seconds:g} s", wait)
+        sent.append(now)
+        if len(self._sent) > self._sweep_at:
+            self._sweep(now)
+        return now
+
+    def give_back(self, actor: str, slot: float | None) -> None:
+        """Forget a message that was refused: only messages that were sent count."""
+        sent = self._sent.get(actor)
+        if slot is not None and sent is not None and slot in sent:
+            sent.remove(slot)
+
+    def _sweep(self, now: float) -> None:
+        # Clients that stopped chatting cost nothing for long: amortised, as the limit doubles.
+        self._sent = {actor: sent for actor, sent in self._sent.items() if sent and sent[-1] > now - self._seconds}
+        self._sweep_at = max(1024, 2 * len(self._sent))
 
 
 @dataclass(slots=True)
@@ -180,12 +228,14 @@ class GameService:
         *,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._hub = hub
         self._limits = limits
         self._rng = rng or random.SystemRandom()
+        self._chat_rate = ChatRate(limits.chat_messages, limits.chat_seconds, clock)
         self._lobby = Lobby()
         self._active: dict[str, GameRecord] = {}
         self._finished: OrderedDict[str, GameRecord] = OrderedDict()
@@ -249,10 +299,16 @@ class GameService:
         return events[0].cursor
 
     async def chat(self, client_id: str, message: str) -> int:
-        """Say something in the client's game; returns the chat event's cursor."""
+        """Say something in the client's game; returns the chat event's cursor. ChatTooFast past
+        the rate limit, before anything is appended."""
         actor = actor_of(client_id)
         game_id = await self._game_of(actor)
-        events = await self._shielded(self._execute(game_id, lambda _: rules.Chat(actor, message, utc_now())))
+        slot = self._chat_rate.take(actor)
+        try:
+            events = await self._shielded(self._execute(game_id, lambda _: rules.Chat(actor, message, utc_now())))
+        except GameError:
+            self._chat_rate.give_back(actor, slot)
+            raise
         return events[0].cursor
 
     async def quit(self, client_id: str) -> None:
