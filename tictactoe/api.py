@@ -7,12 +7,13 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp_sse import sse_response
+from aiohttp_sse import EventSourceResponse, sse_response
 
 from . import __version__
 from .errors import BadRequest, BodyTooLarge, Handler
@@ -29,6 +30,7 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _JSON = "application/json"
+_OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()  # shipped with the package
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -347,7 +349,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 async def _send_events(request: web.Request, game_id: str, cursor: int, pending: list[bytes]) -> web.StreamResponse:
     service = request.app[SERVICE]
-    async with sse_response(request, headers={"Cache-Control": "no-store"}) as events:
+    async with sse_response(request, response_cls=_NoStoreEventSource) as events:
         while not service.stopping:
             for raw in pending:
                 public = json.loads(raw)
@@ -359,11 +361,26 @@ async def _send_events(request: web.Request, game_id: str, cursor: int, pending:
     return events
 
 
+class _NoStoreEventSource(EventSourceResponse):
+    """An event stream that, like every /api answer, says `Cache-Control: no-store` (aiohttp-sse
+    would say `no-cache`, which lets a cache store the timeline)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.headers["Cache-Control"] = "no-store"
+
+
 @routes.get("/api/games/{game_id}")
 async def game_state(request: web.Request) -> web.Response:
     game_id = _game_id(request)
     at = query_params(request).integer("at")
     return _json(await request.app[SERVICE].state_at(game_id, at))
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (tictactoe/openapi.json)."""
+    return web.Response(body=_OPENAPI, content_type=_JSON, charset="utf-8")
 
 
 @routes.get("/metrics")
