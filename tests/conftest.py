@@ -91,3 +91,14 @@ async def play_moves(client: TestClient, game: Game, positions: list[int]) -> li
         body = await post(client, "/api/move", client_id=game.player("XO"[i % 2]), position=position)
         cursors.append(body["cursor"])
     return cursors
+
+
+HOSTILE_INPUTS_TRIED = pytest.StashKey[int]()  # counted by test_hostile_input, printed at the end
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    tried = config.stash.get(HOSTILE_INPUTS_TRIED, 0)
+    if tried:
+        terminalreporter.write_line(
+            f"hostile inputs tried: {tried} (every refusal its protocol error, the log unchanged)"
+        )
