@@ -211,3 +211,11 @@ async def test_quit_after_the_game_ended_answers_an_empty_object(client):
     game = await start_game(client)
     await play_moves(client, game, [0, 3, 1, 4, 2])
     assert await post(client, "/api/quit", client_id=game.o) == {}
+
+
+async def test_asking_to_join_a_full_or_own_game_by_id_is_109_and_keeps_the_old_game(client):
+    game = await start_game(client)
+    mine = await post(client, "/api/play", name="carol")
+    await post(client, "/api/play", expect=409, client_id=mine["client_id"], game_id=game.game_id)
+    await post(client, "/api/play", expect=409, client_id=mine["client_id"], game_id=mine["game_id"])
+    assert [e["type"] for e in await timeline(client, mine["game_id"])] == ["connect"]

@@ -231,6 +231,7 @@ CASES: list[tuple[str, str, str, tuple, int, int]] = [
     ("play: game_id malformed", "POST", "/api/play", form(("game_id", "../../etc/passwd")), 404, 102),
     ("play: game_id 10 KB", "POST", "/api/play", form(("game_id", "g" * BIG)), 404, 102),
     ("play: game_id of a started game", "POST", "/api/play", form(("game_id", GAME)), 409, 109),
+    ("play: own started game by id", "POST", "/api/play", form(("client_id", X_ID), ("game_id", GAME)), 409, 109),
     ("play: invalid utf-8", "POST", "/api/play", raw(b"name=\xc0\xaf", FORM), 400, 100),
     (
         "play: multipart file as name",

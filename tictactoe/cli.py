@@ -129,6 +129,8 @@ def raise_open_file_limit() -> int:
 def serve(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; parked polls get 204 and the database closes cleanly."""
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiosqlite's debug lines hold every SQL parameter (actor hashes, chat text): never that verbose.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     limit = raise_open_file_limit()
     log.info("open-file limit %d", limit)
     web.run_app(

@@ -166,6 +166,8 @@ class GameRecord:
 
 def actor_of(client_id: str) -> str:
     """The only form in which a client id is ever stored: its SHA-256."""
+    # Ids are only ever compared as this hash (dict keys, SQL lookups): timing can leak at most a
+    # prefix of a hash, which brings no one closer to an id, so no hmac.compare_digest is needed.
     return hashlib.sha256(client_id.encode()).hexdigest()
 
 
@@ -345,6 +347,8 @@ class GameService:
             if name is not None:
                 self._lobby.reserve_name(name, actor)  # NameTaken
             try:
+                if how.game_id is not None:  # 102 or 109 before the old game is quit: a refusal changes nothing
+                    await self._check_joinable(how.game_id, actor)
                 previous = membership.name if membership else (None if fresh else await self._last_name(actor))
                 if membership is not None:
                     await self._quit_game(actor, membership.game_id)
@@ -368,6 +372,16 @@ class GameService:
         if how.against_bot or how.private:
             return await self._open_game(actor, name, private=how.private, against_bot=how.against_bot)
         return await self._join_any(actor, name)
+
+    async def _check_joinable(self, game_id: str, actor: str) -> None:
+        """Refuse at once a game that does not exist, is over or has both players."""
+        state = (await self._record(game_id)).state
+        if state.over:
+            raise rules.GameFull("game is full: it is over")
+        if state.seat_of(actor) is not None:
+            raise rules.AlreadyJoined("you already play in this game: ask with resume=true")
+        if len(state.seats) >= 2:
+            raise rules.GameFull("game is full")
 
     async def _join_given(self, actor: str, name: str, game_id: str) -> str:
         """Join the game a friend opened (private or not); it must still wait for a player."""
