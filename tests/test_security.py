@@ -4,6 +4,7 @@ only its hash, game ids cannot be guessed, and a client acts only in its own gam
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 
@@ -33,13 +34,13 @@ class Recorder:
         async with self.http.request(method, self.url + path, **kwargs) as response:
             body = await response.read()
             if path == "/api/play" and response.status == 200:
-                self.issued.append(__import__("json").loads(body))
+                self.issued.append(json.loads(body))
             else:
                 self._keep(response, body)
             return response.status, body
 
     async def json(self, method: str, path: str, **kwargs):
-        return __import__("json").loads((await self.call(method, path, **kwargs))[1])
+        return json.loads((await self.call(method, path, **kwargs))[1])
 
 
 async def test_no_client_id_in_any_byte_sent_or_any_log_line_and_only_hashes_in_the_database(server, tmp_path):  # noqa: F811
