@@ -32,6 +32,7 @@ class Config:
     sqlite_synchronous: str = "full"
     shutdown_timeout: float = 10.0
     log_level: str = "info"
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be from 0 to 65535")
@@ -52,6 +53,7 @@ class Config:
             "log_level",
             "must be one of debug, info, warning, error, critical",
         )
+        _check(self.log_format in {"text", "json"}, "log_format", "must be text or json")
 
 
 def _check(ok: bool, knob: str, rule: str) -> None:
