@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -25,20 +26,23 @@ def free_port() -> int:
 
 
 class Server:
-    """`python run.py` on a port and a database file, in a folder of its own."""
+    """`python run.py` (or `command`) on a port and a database file, in a folder of its own."""
 
-    def __init__(self, folder: Path, *extra: str) -> None:
+    def __init__(
+        self, folder: Path, *extra: str, command: Sequence[str] = (sys.executable, str(ROOT / "run.py"))
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         self.extra = extra
+        self.command = list(command)
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Server:
-        args = [sys.executable, str(ROOT / "run.py"), "--port", str(self.port), "--db", "games.db", *self.extra]
+    def start(self, env: Mapping[str, str] | None = None) -> Server:
+        args = [*self.command, "--port", str(self.port), "--db", "games.db", *self.extra]
         with open(self.folder / "server.log", "ab") as log:  # the child keeps its own copy
-            self.process = subprocess.Popen(args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
+            self.process = subprocess.Popen(args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 60  # a busy machine unpacking a one-file build is slow
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
