@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient
 from tictactoe.app import create_app
 from tictactoe.config import Config
 
+from .processes import Server
+
 Client = TestClient  # type alias for readability in tests
 
 
@@ -91,3 +93,19 @@ async def play_moves(client: TestClient, game: Game, positions: list[int]) -> li
         body = await post(client, "/api/move", client_id=game.player("XO"[i % 2]), position=position)
         cursors.append(body["cursor"])
     return cursors
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    """Make real server processes (in `tmp_path` unless told); any left running are killed."""
+    servers: list[Server] = []
+
+    def make(*extra: str, folder: Path | None = None, **options: Any) -> Server:
+        servers.append(Server(folder or tmp_path, *extra, **options))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        if s.process and s.process.poll() is None:
+            s.process.kill()
+            s.process.wait()

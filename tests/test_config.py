@@ -36,6 +36,7 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path):
         ("", {"TICTACTOE_TURN_TIMEOUT": "0"}, "turn_timeout must be a number of seconds above 0"),
         ("port = 70000\n", {}, "port must be from 0 to 65535"),
         ("sqlite_synchronous = 'sometimes'\n", {}, "sqlite_synchronous"),
+        ("", {"TICTACTOE_LOG_FORMAT": "xml"}, "log_format must be text or json"),
     ],
 )
 def test_bad_settings_are_one_clear_line(tmp_path, text, env, fragment):
@@ -51,3 +52,10 @@ def test_a_missing_named_config_file_is_an_error_but_a_missing_default_is_not(tm
         load_config(tmp_path / "absent.toml", {})
     monkeypatch.chdir(tmp_path)
     assert load_config(None, {}) == Config()
+
+
+def test_the_log_format_comes_from_the_environment_and_the_flag_wins(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text('log_format = "text"\n')
+    assert load_config(file, {"TICTACTOE_LOG_FORMAT": "json"}).log_format == "json"
+    assert load_config(file, {"TICTACTOE_LOG_FORMAT": "json"}, {"log_format": "text"}).log_format == "text"

@@ -15,7 +15,7 @@ import pytest
 
 from tictactoe import __version__
 
-from .test_server_process import ROOT, Server, call
+from .processes import ROOT, call
 
 BUILD_TIMEOUT = 900
 
@@ -40,17 +40,6 @@ def one_file() -> Path:
 @pytest.fixture(scope="session")
 def zipapp() -> Path:
     return make("zipapp")
-
-
-@pytest.fixture
-def servers():
-    """Started servers, killed at the end if a failed test left them running."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        if server.process and server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
 
 
 def bare_env(home: Path) -> dict[str, str]:
@@ -84,12 +73,11 @@ def shipped_migrations() -> list[str]:
 
 @pytest.mark.timeout(BUILD_TIMEOUT + 120)
 async def test_the_one_file_build_serves_a_whole_game_from_an_empty_folder_with_the_migrations_inside_it(
-    one_file, tmp_path, servers
+    one_file, tmp_path, server
 ):
     folder = tmp_path / "empty"
     folder.mkdir()
-    servers.append(running := Server(folder, command=[str(one_file), "serve"]))
-    running.start(env=bare_env(tmp_path))
+    running = server(folder=folder, command=[str(one_file), "serve"]).start(env=bare_env(tmp_path))
     async with aiohttp.ClientSession() as http:
         _, health = await call(http, "GET", f"{running.url}/healthz")
         assert health["version"] == __version__
@@ -123,15 +111,14 @@ async def test_the_one_file_build_serves_a_whole_game_from_an_empty_folder_with_
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT + 120)
-async def test_the_zipapp_runs_on_a_bare_python_with_the_migrations_it_ships(zipapp, tmp_path, servers):
+async def test_the_zipapp_runs_on_a_bare_python_with_the_migrations_it_ships(zipapp, tmp_path, server):
     # The base interpreter with -S: no virtualenv, no site-packages, no source tree on the path,
     # so tictactoe and its migrations can only come from inside the zipapp (installed as a wheel).
     python = [getattr(sys, "_base_executable", sys.executable), "-S", str(zipapp)]
     env = {**bare_env(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")}
     folder = tmp_path / "empty"
     folder.mkdir()
-    servers.append(running := Server(folder, command=[*python, "serve"]))
-    running.start(env=env)
+    running = server(folder=folder, command=[*python, "serve"]).start(env=env)
     async with aiohttp.ClientSession() as http:
         _, health = await call(http, "GET", f"{running.url}/healthz")
         assert health["version"] == __version__
