@@ -1,9 +1,13 @@
 """Configuration: defaults < config.toml < TICTACTOE_* environment < command-line flags."""
 
+import dataclasses
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from tictactoe.cli import main
 from tictactoe.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +63,21 @@ def test_the_log_format_comes_from_the_environment_and_the_flag_wins(tmp_path):
     file.write_text('log_format = "text"\n')
     assert load_config(file, {"TICTACTOE_LOG_FORMAT": "json"}).log_format == "json"
     assert load_config(file, {"TICTACTOE_LOG_FORMAT": "json"}, {"log_format": "text"}).log_format == "text"
+
+
+def test_docs_config_md_lists_every_knob_with_its_default_environment_variable_and_flag(capsys):
+    rows = {}
+    for line in (ROOT / "docs" / "config.md").read_text().splitlines():
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 5:
+            rows[cells[0]] = cells[1:]
+    assert sorted(rows) == sorted(f.name for f in dataclasses.fields(Config)), "docs/config.md is out of date"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    flags = set(re.findall(r"--[a-z-]+", capsys.readouterr().out)) - {"--help", "--config"}
+    for field in dataclasses.fields(Config):
+        default, env, flag = rows[field.name][:3]
+        assert tomllib.loads(f"v = {default}")["v"] == field.default, f"{field.name}: default"
+        assert env == f"TICTACTOE_{field.name.upper()}"
+        assert flag == ("--" + field.name.replace("_", "-") if flag != "—" else "—")
+    assert {row[2] for row in rows.values()} - {"—"} == flags, "a serve flag is missing from docs/config.md"
