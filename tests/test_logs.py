@@ -3,13 +3,15 @@ text for people or JSON for shippers, and never a client id."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
 import signal
 
 import aiohttp
 
-from tictactoe import __version__
+from tictactoe import __version__, logs
 
 from .processes import call
 
@@ -75,3 +77,21 @@ async def test_log_level_from_the_config_file_silences_request_lines(server, tmp
         await call(http, "GET", f"{running.url}/healthz")
     assert running.signal(signal.SIGTERM) == 0
     assert "GET /healthz" not in running.log() and "restored" not in running.log()
+
+
+def test_a_traceback_in_json_is_one_line_with_an_exception_field():
+    out, root = io.StringIO(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure("info", "json", out)
+    try:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("tictactoe.errors").exception("unexpected error in %s %s", "GET", "/x")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)  # through setLevel: it clears the loggers' cached levels
+    (line,) = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "unexpected error in GET /x" and record["level"] == "error"
+    assert "RuntimeError: boom" in record["exception"]

@@ -110,3 +110,8 @@ def test_the_console_script_and_python_m_serve_and_report_the_version(tmp_path):
         help_text = subprocess.run([*args, "serve", "--help"], capture_output=True, text=True, timeout=30).stdout
         for flag in ("--config", "--host", "--port", "--db", "--poll-timeout", "--pending-timeout", "--turn-timeout"):
             assert flag in help_text
+    # run.py (and the one-file build made from it) serves when given no command, but --help lists them.
+    commands = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert commands.returncode == 0 and all(name in commands.stdout for name in ("serve", "replay", "backup"))

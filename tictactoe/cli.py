@@ -84,7 +84,9 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None, *, default_command: str | None = None) -> int:
     """Run a command; returns the exit status. Errors are one line on stderr, never a traceback."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if default_command and (not args_list or args_list[0].startswith("-")) and "--version" not in args_list:
+    # `tictactoe` alone serves (the one-file build, run as downloaded); --help still lists the commands.
+    top_level = {"--version", "-h", "--help"}
+    if default_command and (not args_list or args_list[0].startswith("-")) and not top_level & set(args_list):
         args_list.insert(0, default_command)
     args = _parser().parse_args(args_list)
     try:
