@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient
 from tictactoe.app import create_app
 from tictactoe.config import Config
 
+from .processes import Server
+
 Client = TestClient  # type alias for readability in tests
 
 
@@ -102,3 +104,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"hostile inputs tried: {tried} (every refusal its protocol error, the log unchanged)"
         )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    """Make real server processes (in `tmp_path` unless told); any left running are killed."""
+    servers: list[Server] = []
+
+    def make(*extra: str, folder: Path | None = None, **options: Any) -> Server:
+        servers.append(Server(folder or tmp_path, *extra, **options))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        if s.process and s.process.poll() is None:
+            s.process.kill()
+            s.process.wait()

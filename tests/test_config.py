@@ -1,9 +1,13 @@
 """Configuration: defaults < config.toml < TICTACTOE_* environment < command-line flags."""
 
+import dataclasses
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from tictactoe.cli import main
 from tictactoe.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +40,7 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path):
         ("", {"TICTACTOE_TURN_TIMEOUT": "0"}, "turn_timeout must be a number of seconds above 0"),
         ("port = 70000\n", {}, "port must be from 0 to 65535"),
         ("sqlite_synchronous = 'sometimes'\n", {}, "sqlite_synchronous"),
+        ("", {"TICTACTOE_LOG_FORMAT": "xml"}, "log_format must be text or json"),
     ],
 )
 def test_bad_settings_are_one_clear_line(tmp_path, text, env, fragment):
@@ -51,3 +56,29 @@ def test_a_missing_named_config_file_is_an_error_but_a_missing_default_is_not(tm
         load_config(tmp_path / "absent.toml", {})
     monkeypatch.chdir(tmp_path)
     assert load_config(None, {}) == Config()
+
+
+def test_the_log_format_comes_from_the_environment_and_the_flag_wins(tmp_path):
+    file = tmp_path / "c.toml"
+    file.write_text('log_format = "text"\n')
+    assert load_config(file, {"TICTACTOE_LOG_FORMAT": "json"}).log_format == "json"
+    assert load_config(file, {"TICTACTOE_LOG_FORMAT": "json"}, {"log_format": "text"}).log_format == "text"
+
+
+def test_docs_config_md_lists_every_knob_with_its_default_environment_variable_and_flag(capsys):
+    rows = {}
+    for line in (ROOT / "docs" / "config.md").read_text().splitlines():
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 5:
+            rows[cells[0]] = cells[1:]
+    assert sorted(rows) == sorted(f.name for f in dataclasses.fields(Config)), "docs/config.md is out of date"
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    flags = set(re.findall(r"--[a-z-]+", capsys.readouterr().out)) - {"--help", "--config"}
+    for field in dataclasses.fields(Config):
+        default, env, flag = rows[field.name][:3]
+        value = tomllib.loads(f"v = {default}")["v"]
+        assert (tuple(value) if isinstance(value, list) else value) == field.default, f"{field.name}: default"
+        assert env == f"TICTACTOE_{field.name.upper()}"
+        assert flag == ("--" + field.name.replace("_", "-") if flag != "—" else "—")
+    assert {row[2] for row in rows.values()} - {"—"} == flags, "a serve flag is missing from docs/config.md"

@@ -13,7 +13,6 @@ import aiohttp
 from tictactoe.service import actor_of, new_client_id, new_game_id
 
 from .conftest import play_moves, post, start_game, timeline
-from .test_server_process import Server, server  # noqa: F401  (the fixture)
 
 
 class Recorder:
@@ -43,7 +42,7 @@ class Recorder:
         return json.loads((await self.call(method, path, **kwargs))[1])
 
 
-async def test_no_client_id_in_any_byte_sent_or_any_log_line_and_only_hashes_in_the_database(server, tmp_path):  # noqa: F811
+async def test_no_client_id_in_any_byte_sent_or_any_log_line_and_only_hashes_in_the_database(server, tmp_path):
     (tmp_path / "config.toml").write_text('log_level = "debug"\npoll_timeout = 1\n')
     running = server().start()
     async with aiohttp.ClientSession() as http:

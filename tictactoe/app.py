@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -71,13 +73,24 @@ async def _game_service(app: web.Application) -> AsyncIterator[None]:
     elapsed = time.perf_counter() - started
     app[HUB], app[SERVICE] = hub, service
     app[STARTUP].update(restored=restored, seconds=elapsed)
+    schema = store.schema[-1] if store.schema else "none"
+    db = str(Path(config.db).resolve())
     log.info(
         "tictactoe %s: database %s (schema %s), %d unfinished games restored in %.3f s",
         __version__,
-        config.db,
-        app[STORE].schema[-1] if app[STORE].schema else "none",
+        db,
+        schema,
         restored,
         elapsed,
+        extra={
+            "fields": {
+                "version": __version__,
+                "db": db,
+                "schema": schema,
+                "restored": restored,
+                "seconds": round(elapsed, 6),
+            }
+        },
     )
     yield
     await service.close()
@@ -89,16 +102,30 @@ async def _answer_waiting_polls(app: web.Application) -> None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: address, method, path (no query: nothing secret can leak), status,
-    size and time taken (for a long poll, how long it waited)."""
+    """One line per request in the common log format, then the seconds it took (for a long poll,
+    how long it waited). The path goes without its query: nothing secret can leak."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        arrived = datetime.now().astimezone() - timedelta(seconds=time)
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        size = response.body_length
+        fields = {
+            "remote": request.remote,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "bytes": size,
+            "duration": round(time, 6),
+        }
         self.logger.info(
-            '%s "%s %s" %s %s %.3fs',
-            request.remote,
+            '%s - - [%s] "%s %s %s" %s %s %.3f',
+            request.remote or "-",
+            arrived.strftime("%d/%b/%Y:%H:%M:%S %z"),
             request.method,
             request.path,
+            version,
             response.status,
-            response.body_length,
+            size or "-",
             time,
+            extra={"access": True, "fields": fields},
         )

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from . import __version__, audit, report, rules
+from . import __version__, audit, logs, report, rules
 from .app import AccessLogger, create_app
 from .config import Config, ConfigError, load_config
 from .events import BadEvent, decode, to_public
@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-timeout", metavar="S", help="seconds a long poll waits before 204")
     serve.add_argument("--pending-timeout", metavar="S", help="seconds a waiting game lives with no poll")
     serve.add_argument("--turn-timeout", metavar="S", help="seconds a player has for a move")
+    serve.add_argument("--log-level", metavar="L", help="debug, info, warning, error or critical")
+    serve.add_argument("--log-format", metavar="F", help="text (for people) or json (one object per line)")
 
     def tool(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -82,7 +84,9 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None, *, default_command: str | None = None) -> int:
     """Run a command; returns the exit status. Errors are one line on stderr, never a traceback."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if default_command and (not args_list or args_list[0].startswith("-")) and "--version" not in args_list:
+    # `tictactoe` alone serves (the one-file build, run as downloaded); --help still lists the commands.
+    top_level = {"--version", "-h", "--help"}
+    if default_command and (not args_list or args_list[0].startswith("-")) and not top_level & set(args_list):
         args_list.insert(0, default_command)
     args = _parser().parse_args(args_list)
     try:
@@ -108,7 +112,7 @@ def main(argv: Sequence[str] | None = None, *, default_command: str | None = Non
 def _config_from(args: argparse.Namespace) -> Config:
     overrides = {
         knob: getattr(args, knob, None)
-        for knob in ("host", "port", "db", "poll_timeout", "pending_timeout", "turn_timeout")
+        for knob in ("host", "port", "db", "poll_timeout", "pending_timeout", "turn_timeout", "log_level", "log_format")
     }
     return load_config(args.config, os.environ, overrides)
 
@@ -128,11 +132,11 @@ def raise_open_file_limit() -> int:
 
 def serve(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; parked polls get 204 and the database closes cleanly."""
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log_level, config.log_format)
     # aiosqlite's debug lines hold every SQL parameter (actor hashes, chat text): never that verbose.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     limit = raise_open_file_limit()
-    log.info("open-file limit %d", limit)
+    log.info("open-file limit %d", limit, extra={"fields": {"open_file_limit": limit}})
     web.run_app(
         create_app(config),
         host=config.host,
@@ -140,9 +144,17 @@ def serve(config: Config) -> int:
         handler_cancellation=True,  # a client that hangs up mid-poll is forgotten at once
         shutdown_timeout=config.shutdown_timeout,
         access_log_class=AccessLogger,
-        print=lambda message: log.info(message.strip().splitlines()[0]) if message.strip() else None,
+        access_log=logging.getLogger("tictactoe.access"),
+        print=_log_listening,
     )
     return 0
+
+
+def _log_listening(message: str) -> None:
+    # aiohttp prints "======== Running on http://H:P ========\n(Press CTRL+C to quit)".
+    lines = message.strip().splitlines()
+    if lines:
+        log.info(lines[0].strip("= "))
 
 
 # --- operator tools: all read-only but `import`, all safe beside a running server ---------------

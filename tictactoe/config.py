@@ -40,6 +40,7 @@ class Config:
     chat_limit_messages: int = 5
     chat_limit_seconds: float = 10.0
     cors_origins: tuple[str, ...] = ()
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be from 0 to 65535")
@@ -72,6 +73,7 @@ class Config:
                 "cors_origins",
                 f"must list origins like https://example.org or *, not {origin!r}",
             )
+        _check(self.log_format in {"text", "json"}, "log_format", "must be text or json")
 
 
 def _is_network(text: str) -> bool:

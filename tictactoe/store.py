@@ -24,7 +24,16 @@ from .events import Event, decode, encode, utc_now
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The migrations shipped with this code: inside the package when installed from a wheel or
+    frozen by PyInstaller (its modules live under sys._MEIPASS/tictactoe), else the source tree's."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "migrations"
+    return shipped if shipped.is_dir() else package.parent / "migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 _MIGRATION_NAME = re.compile(r"[0-9]{4}_[a-z0-9_]+\.sql")
 _MAX_BATCH = 512
 
@@ -396,7 +405,10 @@ def _checked_synchronous(value: str) -> str:
 
 def migration_files(migrations: Path = MIGRATIONS_DIR) -> list[Path]:
     """The migrations this code knows, in the order they apply."""
-    return sorted(p for p in migrations.glob("*.sql") if _MIGRATION_NAME.fullmatch(p.name))
+    files = sorted(p for p in migrations.glob("*.sql") if _MIGRATION_NAME.fullmatch(p.name))
+    if not files:  # a build that left them out must not create an empty database
+        raise StorageUnavailable(f"no migrations in {migrations}: this copy of tictactoe is incomplete")
+    return files
 
 
 async def _check_schema(db: aiosqlite.Connection, migrations: Path, path: str) -> list[str]:

@@ -1,0 +1,97 @@
+"""The server's log as an operator reads it: start-up facts, one line per request with its wait,
+text for people or JSON for shippers, and never a client id."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import signal
+
+import aiohttp
+
+from tictactoe import __version__, logs
+
+from .processes import call
+
+COMMON_LOG_LINE = re.compile(
+    r'^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "(?P<method>[A-Z]+) (?P<path>\S+) '
+    r'HTTP/1\.1" (?P<status>\d{3}) (?P<bytes>\d+|-) (?P<seconds>\d+\.\d{3})$'
+)
+
+
+async def test_json_logs_are_one_object_per_line_with_startup_facts_and_each_request_with_its_wait(server, tmp_path):
+    running = server("--log-format", "json", "--poll-timeout", "1").start()
+    async with aiohttp.ClientSession() as http:
+        _, alice = await call(http, "POST", f"{running.url}/api/play", name="alice")
+        game, secret = alice["game_id"], alice["client_id"]
+        # A client id in a query string or a body must stay out of the log.
+        assert (await call(http, "GET", f"{running.url}/api/updates/{game}?cursor=1&client_id={secret}"))[0] == 204
+        await call(http, "POST", f"{running.url}/api/move", client_id=secret, position="4")
+    assert running.signal(signal.SIGTERM) == 0
+    log = running.log()
+    assert secret not in log
+    lines = [json.loads(line) for line in log.splitlines()]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    start = next(line for line in lines if "restored" in line)
+    assert start["version"] == __version__ and start["db"] == str(tmp_path / "games.db")
+    assert (start["schema"], start["restored"]) == ("0001_events.sql", 0) and start["seconds"] >= 0
+    access = [line for line in lines if line["logger"] == "tictactoe.access"]
+    assert [(a["method"], a["path"], a["status"]) for a in access] == [
+        ("POST", "/api/play", 200),
+        ("GET", f"/api/updates/{game}", 204),
+        ("POST", "/api/move", 409),
+    ]
+    assert access[1]["duration"] >= 0.9  # the poll waited its timeout, and the line says so
+    assert all(COMMON_LOG_LINE.match(a["message"]) for a in access)
+
+
+async def test_text_logs_give_startup_facts_and_a_common_log_line_per_request(server, tmp_path):
+    first = server().start()
+    async with aiohttp.ClientSession() as http:
+        _, alice = await call(http, "POST", f"{first.url}/api/play", name="alice")
+    assert first.signal(signal.SIGTERM) == 0
+    second = server("--poll-timeout", "1").start()  # same database: alice's waiting game comes back
+    async with aiohttp.ClientSession() as http:
+        await call(http, "GET", f"{second.url}/healthz")
+        await call(http, "GET", f"{second.url}/api/updates/{alice['game_id']}?cursor=1")
+    assert second.signal(signal.SIGTERM) == 0
+    log = second.log()
+    assert alice["client_id"] not in log
+    assert f"tictactoe {__version__}: database {tmp_path / 'games.db'} (schema 0001_events.sql)" in log
+    assert "1 unfinished games restored in" in log
+    requests = [m for line in log.splitlines() if (m := COMMON_LOG_LINE.match(line))]
+    assert [(m["method"], m["path"], m["status"]) for m in requests] == [
+        ("POST", "/api/play", "200"),
+        ("GET", "/healthz", "200"),
+        ("GET", f"/api/updates/{alice['game_id']}", "204"),
+    ]
+    assert float(requests[2]["seconds"]) >= 0.9  # the poll waited its timeout, and the line says so
+
+
+async def test_log_level_from_the_config_file_silences_request_lines(server, tmp_path):
+    (tmp_path / "config.toml").write_text('log_level = "warning"\n')
+    running = server().start()
+    async with aiohttp.ClientSession() as http:
+        await call(http, "GET", f"{running.url}/healthz")
+    assert running.signal(signal.SIGTERM) == 0
+    assert "GET /healthz" not in running.log() and "restored" not in running.log()
+
+
+def test_a_traceback_in_json_is_one_line_with_an_exception_field():
+    out, root = io.StringIO(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.configure("info", "json", out)
+    try:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("tictactoe.errors").exception("unexpected error in %s %s", "GET", "/x")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)  # through setLevel: it clears the loggers' cached levels
+    (line,) = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "unexpected error in GET /x" and record["level"] == "error"
+    assert "RuntimeError: boom" in record["exception"]
