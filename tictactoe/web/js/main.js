@@ -289,8 +289,9 @@ function render() {
   $("game").dataset.mark = mark ?? "";
   $("game").dataset.over = String(game.state.over);
   $("players").textContent = playersLine(state, mark);
-  const status = statusLine(state, mark, opponent);
-  $("status").textContent = live ? status : `Replay: ${status}`;
+  // A past step is told as a watcher sees it: "Your turn" would invite a move that cannot be made.
+  const status = live ? statusLine(state, mark, opponent) : `Replay: ${statusLine(state, null, null, "watcher")}`;
+  $("status").textContent = status;
   document.title = `${status} · Tic-tac-toe`;
 
   const line = state.over || state.winner ? winningLine(state.board) : null;
@@ -338,7 +339,7 @@ function playersLine(state, mark) {
   return state.players.join(" vs ");
 }
 
-function statusLine(state, mark, opponent) {
+function statusLine(state, mark, opponent, role = game.role) {
   if (state.over) {
     if (state.result === "D") return "Draw";
     if (state.result === "X" || state.result === "O") {
@@ -348,7 +349,7 @@ function statusLine(state, mark, opponent) {
     return capitalise(state.reason ?? "The game was abandoned");
   }
   if (!state.started) {
-    if (game.role !== "player") return "Waiting for a second player";
+    if (role !== "player") return "Waiting for a second player";
     return state.private ? "Waiting for your friend to join" : "Waiting for an opponent…";
   }
   if (mark) return state.turn === mark ? "Your turn" : `${opponent}'s turn`;

@@ -84,7 +84,11 @@ export function nameOf(state, mark) {
   return mark === "X" ? state.playerX : mark === "O" ? state.playerO : null;
 }
 
-const CELL_NAMES = ["top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom", "bottom right"];
+const CELL_NAMES = [
+  "top left", "top middle", "top right",
+  "middle left", "centre", "middle right",
+  "bottom left", "bottom middle", "bottom right",
+];
 
 /** A cell for people: "centre", "top left", ... */
 export function cellName(position) {
