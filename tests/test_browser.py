@@ -307,3 +307,26 @@ def test_a_hostile_name_and_chat_render_as_plain_text(browser, server):
     for person in (me, friend):
         assert person.page.locator("main img, main script, main b").count() == 0
         person.assert_no_console_errors()
+
+
+def test_a_page_that_loses_the_network_shows_reconnecting_then_catches_up_without_gaps_or_repeats(browser, server):
+    x, o = pair(browser, server)
+    x.play(4)
+    o.context.set_offline(True)
+    expect(o.page.locator("#connection")).to_be_visible()  # its next poll (within poll_timeout) fails
+    o.context.set_offline(False)
+    o.play(0)
+    x.context.set_offline(True)
+    expect(x.page.locator("#connection")).to_be_visible()
+    for message in ("one", "two", "three"):  # while x is away, o chats
+        o.page.locator("#message").fill(message)
+        o.page.locator("#message").press("Enter")
+        expect(o.page.locator("#log li.chat").last).to_have_text(re.compile(f" {message}$"))
+    x.context.set_offline(False)
+    expect(x.page.locator("#connection")).to_be_hidden()
+    expect(x.page.locator("#log li.chat")).to_have_count(3)
+    chats = x.page.locator("#log li.chat").all_text_contents()
+    assert [line.split(" ", 1)[1] for line in chats] == ["one", "two", "three"]
+    assert x.board() == "O___X____"
+    x.play(8)
+    expect(o.cell(8)).to_have_text("X")

@@ -200,7 +200,16 @@ let game = null; // the game on screen: {id, role, events, state, step, pending,
 
 async function showGame(gameId, signal) {
   show("game");
-  game = { id: gameId, role: session.game_id === gameId ? "player" : "watcher", events: [], state: EMPTY, step: null, pending: null, signal };
+  game = {
+    id: gameId,
+    role: session.game_id === gameId ? "player" : "watcher",
+    events: [],
+    state: EMPTY,
+    step: null, // the replay's step on screen; null follows the game live
+    pending: null, // the cell of a move sent and not yet answered
+    notice: null, // why the last command failed, shown until the next event
+    signal,
+  };
   $("log").replaceChildren();
   $("chat-error").hidden = true;
   buildBoard();
@@ -250,6 +259,7 @@ function apply(event) {
   if (event.cursor !== game.events.length + 1) return; // seen already (or a gap the next poll fills)
   game.events.push(event);
   game.state = evolve(game.state, event);
+  game.notice = null;
   if (game.role === "player") saveSession({ cursor: game.state.cursor, over: game.state.over });
   render();
 }
@@ -291,7 +301,7 @@ function render() {
   $("players").textContent = playersLine(state, mark);
   // A past step is told as a watcher sees it: "Your turn" would invite a move that cannot be made.
   const status = live ? statusLine(state, mark, opponent) : `Replay: ${statusLine(state, null, null, "watcher")}`;
-  $("status").textContent = status;
+  $("status").textContent = game.notice ?? status;
   document.title = `${status} · Tic-tac-toe`;
 
   const line = state.over || state.winner ? winningLine(state.board) : null;
@@ -394,7 +404,7 @@ $("board").addEventListener("click", async (event) => {
   try {
     await post("/api/move", { client_id: session.client_id, position });
   } catch (err) {
-    $("status").textContent = err instanceof ApiError ? capitalise(err.message) : "Could not reach the server: try again.";
+    current.notice = err instanceof ApiError ? capitalise(err.message) : "Could not reach the server: try again.";
   } finally {
     current.pending = null;
     if (current === game) render();
@@ -437,7 +447,8 @@ $("again").addEventListener("click", () => {
   const params = { name: session.name };
   if (session.how === "bot") params.opponent = "bot";
   startGame(params, session.how === "bot" ? "bot" : "match", (message) => {
-    $("status").textContent = message;
+    game.notice = message;
+    render();
   });
 });
 
@@ -445,7 +456,8 @@ $("leave").addEventListener("click", async () => {
   try {
     await post("/api/quit", { client_id: session.client_id });
   } catch (err) {
-    $("status").textContent = err instanceof Unreachable ? "Could not reach the server: try again." : capitalise(err.message);
+    game.notice = err instanceof Unreachable ? "Could not reach the server: try again." : capitalise(err.message);
+    render();
   }
 });
 
