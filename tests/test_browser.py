@@ -119,7 +119,9 @@ class Person:
 
 def pair(browser, server: Server, names: tuple[str, str] = ("alice", "bob")) -> tuple[Person, Person]:
     """Two people press Play someone; returns them as (X, O)."""
-    first = Person(browser, server).start("Play someone", names[0])
+    first = Person(browser, server)
+    first.page.locator("#name").fill(names[0])
+    first.page.locator("#name").press("Enter")  # the same as Play someone
     expect(first.status()).to_have_text("Waiting for an opponent…")
     second = Person(browser, server).start("Play someone", names[1])
     assert first.game_id == second.game_id

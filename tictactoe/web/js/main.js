@@ -93,6 +93,7 @@ async function showHome(inviteId, signal) {
   $("start-error").hidden = true;
   $("start").dataset.invite = inviteId ?? "";
   $("invited").hidden = true;
+  $("choices").classList.remove("secondary");
   const ongoing = session.game_id && !session.over;
   $("current").hidden = !ongoing;
   if (ongoing) $("current-link").href = `#/game/${session.game_id}`;
@@ -113,6 +114,7 @@ async function showInvitation(gameId, signal) {
     }
     $("inviter").textContent = state.players[0] ?? "A friend";
     $("invited").hidden = false;
+    $("choices").classList.add("secondary");
   } catch (err) {
     if (err.name === "AbortError") return;
     showStartError(err instanceof ApiError ? "That invitation is not valid: no such game." : "The server cannot be reached.");
@@ -172,11 +174,15 @@ function resultLabel(game) {
 
 $("start").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const how = event.submitter?.dataset.how ?? "match";
+  const invite = $("start").dataset.invite;
+  // Enter in the name field submits with the form's first button, the hidden join one:
+  // without an invitation, that means play someone.
+  let how = event.submitter?.dataset.how ?? "match";
+  if (how === "join" && !invite) how = "match";
   const params = { name: $("name").value.trim() };
   if (how === "bot") params.opponent = "bot";
   if (how === "private") params.private = true;
-  if (how === "join") params.game_id = $("start").dataset.invite;
+  if (how === "join") params.game_id = invite;
   await startGame(params, how, (message) => showStartError(message, how === "join" ? params.game_id : null));
 });
 
