@@ -81,6 +81,9 @@ async def test_the_one_file_build_serves_a_whole_game_from_an_empty_folder_with_
     async with aiohttp.ClientSession() as http:
         _, health = await call(http, "GET", f"{running.url}/healthz")
         assert health["version"] == __version__
+        for path in ("/", "/static/js/main.js"):  # the browser client is inside the file too
+            async with http.get(running.url + path) as page:
+                assert page.status == 200 and len(await page.read()) > 500, path
         game = await play_until_x_wins(http, running.url)
     assert running.signal(signal.SIGTERM) == 0
     # The schema came from inside the file: nothing beside it but the database and the log.
