@@ -91,3 +91,15 @@ async def play_moves(client: TestClient, game: Game, positions: list[int]) -> li
         body = await post(client, "/api/move", client_id=game.player("XO"[i % 2]), position=position)
         cursors.append(body["cursor"])
     return cursors
+
+
+# Lines a test wants in CI's output (pytest captures print): the crash test's figures.
+CRASH_REPORT = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(CRASH_REPORT, [])
+    if lines:
+        terminalreporter.section("crash under load")
+        for line in lines:
+            terminalreporter.write_line(line)

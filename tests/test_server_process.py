@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,46 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`python run.py` on a port and a database file, in a folder of its own."""
-
-    def __init__(self, folder: Path, *extra: str) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        args = [sys.executable, str(ROOT / "run.py"), "--port", str(self.port), "--db", "games.db", *self.extra]
-        with open(self.folder / "server.log", "ab") as log:  # the child keeps its own copy
-            self.process = subprocess.Popen(args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                assert self.process.poll() is None, self.log()
-                time.sleep(0.05)
-        raise AssertionError("server did not start: " + self.log())
-
-    def log(self) -> str:
-        return (self.folder / "server.log").read_text(errors="replace")
-
-    def signal(self, sig: int) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        return self.process.wait(timeout=15)
+from tests.process import ROOT, Server
 
 
 @pytest.fixture
@@ -67,9 +27,7 @@ def server(tmp_path):
 
     yield make
     for s in servers:
-        if s.process and s.process.poll() is None:
-            s.process.kill()
-            s.process.wait()
+        s.stop()
 
 
 async def call(session: aiohttp.ClientSession, method: str, url: str, **data: str):

@@ -36,7 +36,9 @@ def create_app(config: Config) -> web.Application:
 
 async def _event_store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await EventStore.open(config.db, synchronous=config.sqlite_synchronous)
+    store = await EventStore.open(
+        config.db, synchronous=config.sqlite_synchronous, busy_timeout=config.sqlite_busy_timeout
+    )
     app[STORE] = store
     yield
     await store.close()
