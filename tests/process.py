@@ -35,7 +35,7 @@ class Server:
         args = [sys.executable, str(ROOT / "run.py"), "--port", str(self.port), "--db", self.db, *self.extra]
         with open(self.folder / "server.log", "ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(args, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, env=self.env)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # a loaded CI machine can take a while to import everything
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):

@@ -125,6 +125,7 @@ async def test_a_stop_signal_answers_polls_204_commits_or_leaves_unanswered_each
         ]
         players = [asyncio.create_task(play_fast(http, running.url, i, answers)) for i in range(8)]
         while len([1 for *_, answer in answers if answer and answer[0] == 200]) < 8:  # moves are under way
+            assert not all(p.done() for p in players), [p.result() for p in players]
             await asyncio.sleep(0.01)
         assert running.process is not None
         running.process.send_signal(sig)

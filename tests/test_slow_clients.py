@@ -19,7 +19,8 @@ HEADER_TIMEOUT = "2"
 
 @pytest.fixture
 def server(tmp_path):
-    running = Server(tmp_path, "--poll-timeout", "1", env={"TICTACTOE_HEADER_TIMEOUT": HEADER_TIMEOUT})
+    # A poll timeout long enough for /healthz to see the parked polls even on a busy machine.
+    running = Server(tmp_path, "--poll-timeout", "4", env={"TICTACTOE_HEADER_TIMEOUT": HEADER_TIMEOUT})
     yield running.start()
     running.stop()
 
