@@ -98,12 +98,21 @@ async def play_moves(client: TestClient, game: Game, positions: list[int]) -> li
 HOSTILE_INPUTS_TRIED = pytest.StashKey[int]()  # counted by test_hostile_input, printed at the end
 
 
+# Lines a test wants in CI's output (pytest captures print): the crash test's figures.
+CRASH_REPORT = pytest.StashKey[list[str]]()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     tried = config.stash.get(HOSTILE_INPUTS_TRIED, 0)
     if tried:
         terminalreporter.write_line(
             f"hostile inputs tried: {tried} (every refusal its protocol error, the log unchanged)"
         )
+    lines = config.stash.get(CRASH_REPORT, [])
+    if lines:
+        terminalreporter.section("crash under load")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -117,6 +126,4 @@ def server(tmp_path: Path) -> Any:
 
     yield make
     for s in servers:
-        if s.process and s.process.poll() is None:
-            s.process.kill()
-            s.process.wait()
+        s.stop()

@@ -91,6 +91,18 @@ async def test_verify_passes_on_a_sound_log(played):
     assert (await run("verify", played["won"].game_id, "--db", played["db"])).returncode == 0
 
 
+async def test_verify_passes_on_private_and_bot_games(make_client, config):
+    client = await make_client(config)
+    private = await post(client, "/api/play", name="hana", private="true")
+    await post(client, "/api/play", name="ivan", game_id=private["game_id"])
+    await post(client, "/api/play", name="jo", private="true")  # still waiting for a friend
+    await post(client, "/api/play", name="kim", opponent="bot")
+    await client.close()
+    result = await run("verify", "--db", config.db)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 games checked, 0 bad" in result.stdout
+
+
 def _tamper(db: str, sql: str, *params: object) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute(sql, params)

@@ -79,7 +79,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 async def _event_store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await EventStore.open(config.db, synchronous=config.sqlite_synchronous)
+    store = await EventStore.open(
+        config.db, synchronous=config.sqlite_synchronous, busy_timeout=config.sqlite_busy_timeout
+    )
     app[STORE] = store
     yield
     await store.close()

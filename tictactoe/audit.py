@@ -101,7 +101,7 @@ def _command_for(state: GameState, events: Sequence[Event], i: int) -> Command |
     match event:
         case PlayerJoined():
             joiner_is_x = isinstance(following, GameStarted) and following.player_x == event.name
-            return rules.Join(event.actor, event.name, event.timestamp, joiner_is_x)
+            return rules.Join(event.actor, event.name, event.timestamp, joiner_is_x, private=event.private)
         case MovePlayed():
             actor = event.actor or _actor_of_mark(state, event.player)
             if actor is None:

@@ -143,6 +143,9 @@ def serve(config: Config) -> int:
         port=config.port,
         handler_cancellation=True,  # a client that hangs up mid-poll is forgotten at once
         shutdown_timeout=config.shutdown_timeout,
+        # aiohttp (3.14.4+) closes a connection that has not sent a whole request this long after it
+        # opened or after its last answer: a client sending headers byte by byte is cut off.
+        keepalive_timeout=config.header_timeout,
         access_log_class=AccessLogger,
         access_log=logging.getLogger("tictactoe.access"),
         print=_log_listening,
@@ -216,33 +219,9 @@ async def games_command(args: argparse.Namespace, db: str, console: Console) -> 
 
 async def verify_command(args: argparse.Namespace, db: str, console: Console) -> int:
     store = await EventStore.open_readonly(db)
-    problems, checked = [], 0
     try:
-        read_model = await store.read_model()
-        if args.game_id:
-            rows = await store.game_rows(args.game_id)
-            if not rows:
-                raise CommandError(f"unknown game id {args.game_id!r} in {store.path}")
-            problem = _check_game(args.game_id, rows, read_model)
-            problems, checked = [problem] if problem else [], 1
-        else:
-            total = await store.count_games()
-            errors = Console(stderr=True)
-            with Progress(console=errors, transient=True, disable=not errors.is_terminal or total < 1000) as bar:
-                task = bar.add_task("verifying", total=total)
-                async for game_id, rows in store.all_game_rows():
-                    if problem := _check_game(game_id, rows, read_model):
-                        problems.append(problem)
-                        console.print(f"[bold red]BAD[/] {escape(str(problem))}")
-                    read_model.pop(game_id, None)
-                    checked += 1
-                    bar.advance(task)
-            for game_id in read_model:  # rows of the read model that no event backs
-                problem = audit.Problem(
-                    game_id, 0, "the games read model lists a game with no events: run tictactoe rebuild"
-                )
-                problems.append(problem)
-                console.print(f"[bold red]BAD[/] {escape(str(problem))}")
+        async with store.snapshot():  # the read model and the events of one moment
+            problems, checked = await _verify_all(args, store, console)
     finally:
         await store.close()
     if args.game_id and problems:
@@ -250,6 +229,37 @@ async def verify_command(args: argparse.Namespace, db: str, console: Console) ->
     verdict = "[bold red]broken[/]" if problems else "[green]sound[/]"
     console.print(f"{checked} games checked, {len(problems)} bad: the log is {verdict}")
     return 1 if problems else 0
+
+
+async def _verify_all(args: argparse.Namespace, store: EventStore, console: Console) -> tuple[list, int]:
+    """The problems found and the number of games checked."""
+    problems, checked = [], 0
+    read_model = await store.read_model()
+    if args.game_id:
+        rows = await store.game_rows(args.game_id)
+        if not rows:
+            raise CommandError(f"unknown game id {args.game_id!r} in {store.path}")
+        problem = _check_game(args.game_id, rows, read_model)
+        problems, checked = [problem] if problem else [], 1
+    else:
+        total = await store.count_games()
+        errors = Console(stderr=True)
+        with Progress(console=errors, transient=True, disable=not errors.is_terminal or total < 1000) as bar:
+            task = bar.add_task("verifying", total=total)
+            async for game_id, rows in store.all_game_rows():
+                if problem := _check_game(game_id, rows, read_model):
+                    problems.append(problem)
+                    console.print(f"[bold red]BAD[/] {escape(str(problem))}")
+                read_model.pop(game_id, None)
+                checked += 1
+                bar.advance(task)
+        for game_id in read_model:  # rows of the read model that no event backs
+            problem = audit.Problem(
+                game_id, 0, "the games read model lists a game with no events: run tictactoe rebuild"
+            )
+            problems.append(problem)
+            console.print(f"[bold red]BAD[/] {escape(str(problem))}")
+    return problems, checked
 
 
 def _check_game(game_id: str, rows: list, read_model: dict) -> audit.Problem | None:

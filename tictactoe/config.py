@@ -34,6 +34,8 @@ class Config:
     max_chat_length: int = 500
     sqlite_synchronous: str = "full"
     shutdown_timeout: float = 10.0
+    sqlite_busy_timeout: float = 5.0
+    header_timeout: float = 10.0
     log_level: str = "info"
     max_polls_per_address: int = 256
     trusted_proxies: tuple[str, ...] = ()
@@ -46,9 +48,10 @@ class Config:
         _check(0 <= self.port <= 65535, "port", "must be from 0 to 65535")
         _check(bool(self.host), "host", "must not be empty")
         _check(bool(self.db), "db", "must not be empty")
-        for knob in ("poll_timeout", "pending_timeout", "turn_timeout", "shutdown_timeout"):
+        for knob in ("poll_timeout", "pending_timeout", "turn_timeout", "shutdown_timeout", "header_timeout"):
             _check(0 < getattr(self, knob) <= 86400, knob, "must be a number of seconds above 0, at most 86400")
         _check(256 <= self.max_body_size <= 16 * 1024 * 1024, "max_body_size", "must be from 256 to 16777216 bytes")
+        _check(0 <= self.sqlite_busy_timeout <= 600, "sqlite_busy_timeout", "must be from 0 to 600 seconds")
         _check(1 <= self.max_name_length <= 256, "max_name_length", "must be from 1 to 256")
         _check(1 <= self.max_chat_length <= 10000, "max_chat_length", "must be from 1 to 10000")
         _check(

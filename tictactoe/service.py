@@ -551,8 +551,19 @@ class GameService:
             assert state.turn is not None
             return rules.Move(BOT_ACTOR, bot.best_move(state.board, state.turn), utc_now())
 
-        with contextlib.suppress(GameError):
-            await self._execute_on(record, command)
+        delay = 0.1
+        while True:
+            try:
+                await self._execute_on(record, command)
+                return
+            except StorageUnavailable:
+                # The database is locked or full for now: answer once it is back, unless we stop.
+                if self._hub.closed:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except GameError:
+                return
 
     async def _reload(self, record: GameRecord) -> None:
         events = await self._store_call(self._store.load(record.state.game_id))

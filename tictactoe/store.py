@@ -129,21 +129,30 @@ class EventStore:
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, synchronous: str = "FULL", migrations: Path = MIGRATIONS_DIR
+        cls,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        migrations: Path = MIGRATIONS_DIR,
     ) -> EventStore:
-        """Open (creating if needed) the database, apply pending migrations, start the writer."""
+        """Open (creating if needed) the database, apply pending migrations, start the writer.
+
+        `busy_timeout` bounds how long a write (or read) waits for a lock another process holds:
+        past it the operation fails with `StorageUnavailable` instead of hanging."""
         path = str(path)
+        busy_ms = int(busy_timeout * 1000)
         opened: list[aiosqlite.Connection] = []
         try:
             writer = await aiosqlite.connect(path, isolation_level="IMMEDIATE")
             opened.append(writer)
             await writer.execute("PRAGMA journal_mode=WAL")
             await writer.execute(f"PRAGMA synchronous={_checked_synchronous(synchronous)}")
-            await writer.execute("PRAGMA busy_timeout=5000")
+            await writer.execute(f"PRAGMA busy_timeout={busy_ms}")
             applied = await _migrate(writer, migrations)
             reader = await aiosqlite.connect(path)
             opened.append(reader)
-            await reader.execute("PRAGMA busy_timeout=5000")
+            await reader.execute(f"PRAGMA busy_timeout={busy_ms}")
         except BaseException as err:
             # An open connection is a live thread: leaving one behind keeps the process alive.
             for conn in opened:
@@ -364,6 +373,20 @@ class EventStore:
                 destination.close()
         except (sqlite3.Error, ValueError) as err:
             raise StorageUnavailable(f"backup failed: {err}") from err
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """Reads inside see one moment of the log, however many queries they take: a live server
+        may commit between two of them (WAL keeps the snapshot for this read transaction)."""
+        try:
+            await self._reader.execute("BEGIN")
+        except (sqlite3.Error, ValueError) as err:
+            raise StorageUnavailable(f"storage unavailable: {err}") from err
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self._reader.execute("COMMIT")
 
     async def ping(self) -> None:
         """Raise `StorageUnavailable` unless the database answers a query."""
