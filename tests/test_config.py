@@ -1,9 +1,11 @@
 """Configuration: defaults < config.toml < TICTACTOE_* environment < command-line flags."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
+from tictactoe.cli import new_event_loop
 from tictactoe.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,7 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path):
         ("", {"TICTACTOE_TURN_TIMEOUT": "0"}, "turn_timeout must be a number of seconds above 0"),
         ("port = 70000\n", {}, "port must be from 0 to 65535"),
         ("sqlite_synchronous = 'sometimes'\n", {}, "sqlite_synchronous"),
+        ("", {"TICTACTOE_EVENT_LOOP": "trio"}, "event_loop must be one of auto, uvloop, asyncio"),
     ],
 )
 def test_bad_settings_are_one_clear_line(tmp_path, text, env, fragment):
@@ -51,3 +54,16 @@ def test_a_missing_named_config_file_is_an_error_but_a_missing_default_is_not(tm
         load_config(tmp_path / "absent.toml", {})
     monkeypatch.chdir(tmp_path)
     assert load_config(None, {}) == Config()
+
+
+def test_the_event_loop_setting_picks_asyncio_or_uvloop_and_auto_takes_uvloop_when_installed():
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    for choice, module in [("asyncio", "asyncio"), ("auto", "uvloop" if has_uvloop else "asyncio")]:
+        loop = new_event_loop(choice)
+        try:
+            assert type(loop).__module__.split(".")[0] == module
+        finally:
+            loop.close()
+    if not has_uvloop:
+        with pytest.raises(ConfigError, match="uvloop is not installed"):
+            new_event_loop("uvloop")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -126,13 +127,42 @@ def raise_open_file_limit() -> int:
     return soft
 
 
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The event loop the `event_loop` setting asks for: "auto" takes uvloop when it is installed."""
+    choice = choice.lower()
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("event_loop is uvloop, but uvloop is not installed (pip install uvloop)") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+# Thousands of parked polls are long-lived objects: scanning them in every collection costs more
+# than the requests themselves, so young collections are rarer and start-up's objects are frozen.
+_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    gc.collect()
+    gc.freeze()
+
+
 def serve(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; parked polls get 204 and the database closes cleanly."""
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit = raise_open_file_limit()
-    log.info("open-file limit %d", limit)
+    loop = new_event_loop(config.event_loop)
+    log.info("open-file limit %d, event loop %s", limit, type(loop).__module__.split(".")[0])
+    gc.set_threshold(*_GC_THRESHOLDS)
+    app = create_app(config)
+    app.on_startup.append(_freeze_startup_objects)  # after the resources: the replayed games are frozen too
     web.run_app(
-        create_app(config),
+        app,
+        loop=loop,
         host=config.host,
         port=config.port,
         handler_cancellation=True,  # a client that hangs up mid-poll is forgotten at once
