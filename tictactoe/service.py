@@ -189,6 +189,9 @@ class GameService:
         self._lobby = Lobby()
         self._active: dict[str, GameRecord] = {}
         self._finished: OrderedDict[str, GameRecord] = OrderedDict()
+        # Public games whose first join is still committing, oldest first: a player who arrives
+        # meanwhile joins one of them (waiting on its lock) rather than waiting alone in a new game.
+        self._opening: dict[str, GameRecord] = {}
         self._client_locks = KeyedLocks()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._timer_task: asyncio.Task[None] | None = None
@@ -330,8 +333,8 @@ class GameService:
         return game_id
 
     async def _join_any(self, actor: str, name: str) -> str:
-        """Join the oldest waiting game that still takes a player, or open a new one."""
-        while (game_id := self._lobby.claim_oldest_waiting()) is not None:
+        """Join the oldest waiting game that still takes a player (or one being opened), or open one."""
+        while (game_id := self._lobby.claim_oldest_waiting() or self._claim_opening()) is not None:
             try:
                 await self._execute(game_id, lambda _: rules.Join(actor, name, utc_now(), self._coin()))
                 return game_id
@@ -343,9 +346,18 @@ class GameService:
                 raise
         return await self._open_game(actor, name)
 
+    def _claim_opening(self) -> str | None:
+        for game_id in self._opening:
+            del self._opening[game_id]
+            return game_id
+        return None
+
     async def _open_game(self, actor: str, name: str, *, private: bool = False, against_bot: bool = False) -> str:
         game_id = new_game_id()
         record = self._active[game_id] = GameRecord(GameState(game_id))  # one record, even for early polls
+        public = not (private or against_bot)
+        if public:
+            self._opening[game_id] = record
 
         def commands(_: GameState) -> Command | tuple[Command, ...]:
             first = rules.Join(actor, name, utc_now(), private=private)
@@ -356,9 +368,14 @@ class GameService:
         try:
             await self._execute_on(record, commands)
         except BaseException:
+            if self._opening.pop(game_id, None) is None and public:
+                # A joiner claimed it and waits on its lock: its join opens the game instead.
+                raise
             if record.state.cursor == 0:
                 del self._active[game_id]
             raise
+        if public and self._opening.pop(game_id, None) is None:
+            self._lobby.claim(game_id)  # a joiner claimed it while it opened: not in the queue
         return game_id
 
     def _coin(self) -> bool:
