@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from tictactoe.events import ChatSent, PlayerJoined
-from tictactoe.store import CursorConflict, EventStore, GameRow, SchemaTooNew, StorageUnavailable
+from tictactoe.store import _MAX_BATCH, CursorConflict, EventStore, GameRow, SchemaTooNew, StorageUnavailable
 
 T = "2026-01-01T00:00:00.000Z"
 
@@ -119,3 +119,24 @@ async def test_the_log_rejects_a_duplicate_cursor_even_from_outside(tmp_path):
     await store.close()
     with sqlite3.connect(tmp_path / "u.db") as db, pytest.raises(sqlite3.IntegrityError):
         db.execute("INSERT INTO events (game_id, cursor, type, data, created_at) VALUES ('g', 1, 'chat', '{}', 'now')")
+
+
+async def test_a_storage_failure_fails_exactly_the_callers_of_its_transaction_and_not_the_next(store):
+    # A batch takes at most _MAX_BATCH queued appends: the first _MAX_BATCH of these share one
+    # transaction, which a poisoned row makes fail; the rest are the next transaction.
+    def refuse(_: object) -> None:
+        raise OSError("the disk is on fire")
+
+    await store._writer.create_function("refuse", 1, refuse)
+    await store._writer.execute(
+        "CREATE TEMP TRIGGER poison BEFORE INSERT ON events WHEN NEW.data LIKE '%poison%' BEGIN SELECT refuse(1); END"
+    )
+    games = [f"g{i}" for i in range(_MAX_BATCH + 40)]
+    results = await asyncio.gather(
+        *(store.append([chat(1, "poison" if i == 0 else "fine")], row(g, 1)) for i, g in enumerate(games)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results[:_MAX_BATCH])
+    assert results[_MAX_BATCH:] == [None] * 40
+    assert [len(await store.load(g)) for g in games] == [0] * _MAX_BATCH + [1] * 40
+    assert {g.game_id for g in await store.list_games(limit=1000)} == set(games[_MAX_BATCH:])
