@@ -144,6 +144,9 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 # Thousands of parked polls are long-lived objects: scanning them in every collection costs more
 # than the requests themselves, so young collections are rarer and start-up's objects are frozen.
 _GC_THRESHOLDS = (50_000, 20, 100)
+# Thousands of pollers reconnect at once after a restart or a network blip; aiohttp's default
+# accept queue of 128 drops their connections, and each dropped SYN waits a second or more.
+_LISTEN_BACKLOG = 4096
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:
@@ -166,6 +169,7 @@ def serve(config: Config) -> int:
         host=config.host,
         port=config.port,
         handler_cancellation=True,  # a client that hangs up mid-poll is forgotten at once
+        backlog=_LISTEN_BACKLOG,
         shutdown_timeout=config.shutdown_timeout,
         access_log_class=AccessLogger,
         print=lambda message: log.info(message.strip().splitlines()[0]) if message.strip() else None,
