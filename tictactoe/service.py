@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -129,13 +130,19 @@ def new_game_id() -> str:
     return secrets.token_hex(8)
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_json(names: tuple[str, ...]) -> str:
+    return json.dumps(list(names), ensure_ascii=False)
+
+
 def game_row(state: GameState) -> GameRow:
     """The `games` read-model row of a state."""
     assert state.created_at is not None and state.updated_at is not None
     return GameRow(
         state.game_id,
         state.phase,
-        json.dumps([seat.name for seat in state.seats], ensure_ascii=False),
+        # Every append writes this row; the names change only when a player joins.
+        _names_json(tuple(seat.name for seat in state.seats)),
         state.private,
         state.player_x,
         state.player_o,
@@ -461,7 +468,7 @@ class GameService:
                 new_state = rules.evolve_all(state, events)
                 started = time.perf_counter()
                 try:
-                    await self._store_call(self._store.append(events, game_row(new_state)))
+                    encoded = await self._store_call(self._store.append(events, game_row(new_state)))
                 except CursorConflict:
                     # Another writer (another process) got there first: catch up and decide again.
                     await self._reload(record)
@@ -469,14 +476,14 @@ class GameService:
                 if self._metrics is not None:
                     self._metrics.append_seconds.observe(time.perf_counter() - started)
                     for event in events:
-                        self._metrics.events.labels(event.type).inc()
-                self._publish(record, new_state, events)
+                        self._metrics.event_appended(event.type)
+                self._publish(record, new_state, events, encoded)
                 return events
         raise StorageUnavailable("the game changed too often while this request was decided; try again")
 
-    def _publish(self, record: GameRecord, state: GameState, events: tuple[Event, ...]) -> None:
+    def _publish(self, record: GameRecord, state: GameState, events: tuple[Event, ...], encoded: list[bytes]) -> None:
         record.state = state
-        record.encoded.extend(encode(event) for event in events)
+        record.encoded.extend(encoded)  # the very bytes stored: encoded once, sent to every reader
         record.turn_deadline = self._turn_deadline(state)
         game_id = state.game_id
         if state.over:
