@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 SAMPLE_INTERVAL = 0.5
+RAMP_RATE = 600
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Worker:
                     return None
                 return json.loads(body)
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self.error(f"{path} {type(err).__name__}")
+            self.error(f"{path} {_why(err)}")
             return None
 
     async def poll(self, game_id: str, cursor: int) -> dict[str, Any] | None:
@@ -103,7 +104,7 @@ class Worker:
                 body = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            self.error(f"poll {type(err).__name__}")
+            self.error(f"poll {_why(err)}")
             await asyncio.sleep(0.5)
             return None
         finally:
@@ -215,10 +216,12 @@ class Worker:
         await asyncio.sleep(max(0.0, self.plan.measure_to - time.monotonic()))
         self.result.cpu_seconds = _own_cpu() - cpu_start
         await sampler
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         return self.result
+
+
+def _why(err: BaseException) -> str:
+    errno = getattr(err, "errno", None) or getattr(getattr(err, "os_error", None), "errno", None)
+    return f"{type(err).__name__}" + (f" errno {errno}" if errno else "")
 
 
 def _code(body: bytes) -> str:
@@ -232,11 +235,18 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _worker_main(plan: Plan) -> WorkerResult:
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=["User-Agent"]) as s:
-        return await Worker(plan, s).run()
+async def _worker_main(plan: Plan, pipe: Any) -> None:
+    # Each worker connects from an address of its own (127.0.0.2, .3, ...): one source address
+    # has only ~28,000 ephemeral ports towards the server, too few with TIME_WAIT around.
+    local = (f"127.0.0.{2 + plan.worker}", 0) if plan.url.startswith("http://127.0.0.1:") else None
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, local_addr=local)
+    timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_read=120)
+    session = aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=["User-Agent"])
+    pipe.send(await Worker(plan, session).run())
+    pipe.close()
+    # Thousands of requests may still be stuck in connect: closing them one by one can take
+    # minutes on a loaded machine, and the operating system closes every socket at once.
+    os._exit(0)
 
 
 def _run_worker(plan: Plan, pipe: Any) -> None:
@@ -252,8 +262,7 @@ def _run_worker(plan: Plan, pipe: Any) -> None:
         runner = asyncio.run
     pipe.send("ready")  # imports done: the clock may start (a loaded machine takes seconds to get here)
     plan.start, plan.measure_from, plan.measure_to = pipe.recv()
-    pipe.send(runner(_worker_main(plan)))
-    pipe.close()
+    runner(_worker_main(plan, pipe))
 
 
 # --- the server, seen from outside -----------------------------------------------------------
@@ -296,7 +305,9 @@ def _percentile(sorted_values: list[float], p: float) -> float | None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workers = max(1, min(args.workers, args.games))
-    ramp = min(args.warmup * 0.6, max(0.5, args.games / 500))
+    # Pollers join at about RAMP_RATE a second: faster, and a loaded server's accept queue
+    # overflows and dropped connections wait seconds to retry (make the warm-up long enough).
+    ramp = min(args.warmup * 0.75, max(0.5, args.games * (2 + args.spectators) / RAMP_RATE))
     context = multiprocessing.get_context("spawn")
     processes, pipes = [], []
     for index in range(workers):
@@ -319,15 +330,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     time.sleep(max(0.0, measure_from - time.monotonic()))
     ticks0 = _proc_cpu_ticks(pid) if pid else 0
     transactions0 = _sqlite_transactions(args.url)
-    rss_max = 0
+    rss_max = fds_max = 0
     while time.monotonic() < measure_to:
         if pid:
             rss_max = max(rss_max, _proc_status_kb(pid, "VmRSS"))
+            fds_max = max(fds_max, len(os.listdir(f"/proc/{pid}/fd")))
         time.sleep(min(SAMPLE_INTERVAL, max(0.0, measure_to - time.monotonic())))
     if pid:
         server["cpu_seconds"] = (_proc_cpu_ticks(pid) - ticks0) / os.sysconf("SC_CLK_TCK")
         server["rss_max_mb"] = round(max(rss_max, _proc_status_kb(pid, "VmRSS")) / 1024, 1)
         server["rss_peak_mb"] = round(_proc_status_kb(pid, "VmHWM") / 1024, 1)
+        server["open_files_max"] = fds_max
     transactions1 = _sqlite_transactions(args.url)
     results: list[WorkerResult] = [pipe.recv() for pipe in pipes]
     for process in processes:

@@ -184,7 +184,16 @@ def main() -> None:
             if args.event_loop == "uvloop":
                 raise SystemExit("uvloop is not installed") from None
     loop = loop_factory() if loop_factory else asyncio.new_event_loop()
-    web.run_app(app, host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None, loop=loop)
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+        loop=loop,
+        backlog=4096,
+    )
 
 
 if __name__ == "__main__":

@@ -55,9 +55,12 @@ class Load:
 FULL = {
     "saturated": Load("saturated", 500, duration=12, warmup=4),
     "spectators": Load("spectators", 200, spectators=3, think=1.0, duration=15, warmup=4),
-    "many_polls": Load("many_polls", 4500, spectators=2, think=10.0, duration=30, warmup=16, workers=2),
+    "many_polls": Load("many_polls", 4500, spectators=2, think=10.0, duration=20, warmup=40, workers=2),
 }
-FULL_SWEEP = [Load(f"sweep_{g}", g, spectators=2, think=10.0, duration=15, warmup=8) for g in (500, 1500)]
+FULL_SWEEP = [
+    Load("sweep_500", 500, spectators=2, think=10.0, duration=15, warmup=6),
+    Load("sweep_1500", 1500, spectators=2, think=10.0, duration=15, warmup=14, workers=2),
+]
 QUICK = {
     "saturated": Load("saturated", 100, duration=4, warmup=2),
     "spectators": Load("spectators", 40, spectators=3, think=1.0, duration=5, warmup=2),
@@ -463,7 +466,7 @@ def _range(runs: list[dict[str, Any]], pick: Callable) -> str:
 
 
 def plot(loads: dict[str, Load], sweep: list[Load], results: dict[str, Any], path: Path) -> None:
-    """Latency and moves/s against the number of open polls (10 s think time, 4 pollers a game)."""
+    """Latency and moves/s against the number of open polls (think time, 4 pollers a game)."""
     try:
         import matplotlib
 
@@ -481,7 +484,8 @@ def plot(loads: dict[str, Load], sweep: list[Load], results: dict[str, Any], pat
         latency.plot(xs, [median_of(r, p50) for r in runs], "o--", color=colour, label=f"{kind} p50", alpha=0.6)
         rate.plot(xs, [median_of(r, moves) for r in runs], "o-", color=colour, label=kind)
     latency.set(xlabel="open long polls", ylabel="notify latency (ms)", title="move sent -> every poller holds it")
-    rate.set(xlabel="open long polls", ylabel="moves/s", title="moves per second (10 s think, 4 pollers a game)")
+    think = series[-1].think
+    rate.set(xlabel="open long polls", ylabel="moves/s", title=f"moves per second ({think:g} s think, 4 pollers/game)")
     for axes in (latency, rate):
         axes.grid(alpha=0.3)
         axes.legend()
