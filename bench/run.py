@@ -53,13 +53,13 @@ class Load:
 
 
 FULL = {
-    "saturated": Load("saturated", 500, duration=12, warmup=4),
+    "saturated": Load("saturated", 500, duration=10, warmup=4),
     "spectators": Load("spectators", 200, spectators=3, think=1.0, duration=15, warmup=4),
     "many_polls": Load("many_polls", 4500, spectators=2, think=10.0, duration=20, warmup=40, workers=2),
 }
 FULL_SWEEP = [
-    Load("sweep_500", 500, spectators=2, think=10.0, duration=15, warmup=6),
-    Load("sweep_1500", 1500, spectators=2, think=10.0, duration=15, warmup=14, workers=2),
+    Load("sweep_500", 500, spectators=2, think=10.0, duration=10, warmup=6),
+    Load("sweep_1500", 1500, spectators=2, think=10.0, duration=10, warmup=14, workers=2),
 ]
 QUICK = {
     "saturated": Load("saturated", 100, duration=4, warmup=2),
@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     loads, sweep = (QUICK, QUICK_SWEEP) if args.quick else (FULL, FULL_SWEEP)
     runs = args.runs or (1 if args.quick else 3)
     began = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for load in [*loads.values(), *sweep]:
         print(f"{load.label()}", flush=True)
@@ -311,11 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(1 if load in sweep else runs):
             for kind in ("reference", "server"):  # interleaved: noise hits both alike
                 results[load.name][kind].append(run_load(kind, load))
+                (args.out / "results.partial.json").write_text(json.dumps(results))  # if the run is cut short
     print("start-up time on a long log", flush=True)
     small, large = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
     startup = [measure_startup(n, 200, runs) for n in (small, large)]
     elapsed = time.monotonic() - began
-    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.partial.json").unlink(missing_ok=True)
     (args.out / "results.json").write_text(
         json.dumps(
             {
