@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 SAMPLE_INTERVAL = 0.5
-RAMP_RATE = 600
+RAMP_RATE = 350
 
 
 @dataclass

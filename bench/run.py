@@ -55,12 +55,10 @@ class Load:
 FULL = {
     "saturated": Load("saturated", 500, duration=10, warmup=4),
     "spectators": Load("spectators", 200, spectators=3, think=1.0, duration=15, warmup=4),
-    "many_polls": Load("many_polls", 4500, spectators=2, think=10.0, duration=20, warmup=40, workers=2),
+    # 18,000 pollers join at 350 a second: faster, and this machine's accept queue overflows.
+    "many_polls": Load("many_polls", 4500, spectators=2, think=10.0, duration=15, warmup=70, workers=2),
 }
-FULL_SWEEP = [
-    Load("sweep_500", 500, spectators=2, think=10.0, duration=10, warmup=6),
-    Load("sweep_1500", 1500, spectators=2, think=10.0, duration=10, warmup=14, workers=2),
-]
+FULL_SWEEP = [Load("sweep_500", 500, spectators=2, think=10.0, duration=10, warmup=8)]
 QUICK = {
     "saturated": Load("saturated", 100, duration=4, warmup=2),
     "spectators": Load("spectators", 40, spectators=3, think=1.0, duration=5, warmup=2),
