@@ -1,13 +1,14 @@
 """Configuration: defaults < config.toml < TICTACTOE_* environment < command-line flags."""
 
 import dataclasses
+import importlib.util
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tictactoe.cli import main
+from tictactoe.cli import main, new_event_loop
 from tictactoe.config import Config, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path):
         ("port = 70000\n", {}, "port must be from 0 to 65535"),
         ("sqlite_synchronous = 'sometimes'\n", {}, "sqlite_synchronous"),
         ("", {"TICTACTOE_LOG_FORMAT": "xml"}, "log_format must be text or json"),
+        ("", {"TICTACTOE_EVENT_LOOP": "trio"}, "event_loop must be one of auto, uvloop, asyncio"),
     ],
 )
 def test_bad_settings_are_one_clear_line(tmp_path, text, env, fragment):
@@ -82,3 +84,16 @@ def test_docs_config_md_lists_every_knob_with_its_default_environment_variable_a
         assert env == f"TICTACTOE_{field.name.upper()}"
         assert flag == ("--" + field.name.replace("_", "-") if flag != "—" else "—")
     assert {row[2] for row in rows.values()} - {"—"} == flags, "a serve flag is missing from docs/config.md"
+
+
+def test_the_event_loop_setting_picks_asyncio_or_uvloop_and_auto_takes_uvloop_when_installed():
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    for choice, module in [("asyncio", "asyncio"), ("auto", "uvloop" if has_uvloop else "asyncio")]:
+        loop = new_event_loop(choice)
+        try:
+            assert type(loop).__module__.split(".")[0] == module
+        finally:
+            loop.close()
+    if not has_uvloop:
+        with pytest.raises(ConfigError, match="uvloop is not installed"):
+            new_event_loop("uvloop")

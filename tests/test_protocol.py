@@ -291,3 +291,13 @@ async def test_a_name_asked_for_by_two_clients_at_once_costs_the_loser_nothing(c
         assert resumed["game_id"] == game.game_id
     else:
         assert events[-1]["type"] == "end"
+
+
+async def test_players_who_ask_for_a_game_at_the_same_moment_are_paired_with_each_other(client):
+    # Arriving together, none of them finds a waiting game yet: they must still pair up, not
+    # each wait alone in a game of their own.
+    joined = await asyncio.gather(*(post(client, "/api/play") for _ in range(10)))
+    games = [j["game_id"] for j in joined]
+    assert sorted(games.count(g) for g in set(games)) == [2] * 5
+    for game_id in set(games):
+        assert (await poll(client, game_id, 2))["type"] == "status"

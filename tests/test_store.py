@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from tictactoe.events import ChatSent, PlayerJoined
-from tictactoe.store import CursorConflict, EventStore, GameRow, SchemaTooNew, StorageUnavailable
+from tictactoe.events import ChatSent, PlayerJoined, encode
+from tictactoe.store import _MAX_BATCH, CursorConflict, EventStore, GameRow, SchemaTooNew, StorageUnavailable
 
 T = "2026-01-01T00:00:00.000Z"
 
@@ -30,8 +30,9 @@ async def store(tmp_path):
 
 async def test_appended_events_load_back_in_cursor_order_with_their_actor(store):
     await store.append([PlayerJoined(1, T, name="a", actor="h")], row("g", 1))
-    await store.append([chat(2), chat(3)], row("g", 3))
+    stored = await store.append([chat(2), chat(3)], row("g", 3))
     loaded = await store.load("g")
+    assert stored == [encode(e) for e in loaded[1:]]  # the bytes as stored, for every reader
     assert [e.cursor for e in loaded] == [1, 2, 3]
     assert loaded[0] == PlayerJoined(1, T, name="a", actor="h")
     assert await store.load("unknown") == []
@@ -60,7 +61,7 @@ async def test_a_cursor_taken_twice_fails_only_the_late_caller(store):
         store.append([chat(1, "other game")], row("h", 1)),
         return_exceptions=True,
     )
-    assert results[0] is None and isinstance(results[1], CursorConflict) and results[2] is None
+    assert isinstance(results[0], list) and isinstance(results[1], CursorConflict) and isinstance(results[2], list)
     assert [e.message for e in await store.load("g")] == ["first"]
     assert [e.message for e in await store.load("h")] == ["other game"]
 
@@ -119,3 +120,24 @@ async def test_the_log_rejects_a_duplicate_cursor_even_from_outside(tmp_path):
     await store.close()
     with sqlite3.connect(tmp_path / "u.db") as db, pytest.raises(sqlite3.IntegrityError):
         db.execute("INSERT INTO events (game_id, cursor, type, data, created_at) VALUES ('g', 1, 'chat', '{}', 'now')")
+
+
+async def test_a_storage_failure_fails_exactly_the_callers_of_its_transaction_and_not_the_next(store):
+    # A batch takes at most _MAX_BATCH queued appends: the first _MAX_BATCH of these share one
+    # transaction, which a poisoned row makes fail; the rest are the next transaction.
+    def refuse(_: object) -> None:
+        raise OSError("the disk is on fire")
+
+    await store._writer.create_function("refuse", 1, refuse)
+    await store._writer.execute(
+        "CREATE TEMP TRIGGER poison BEFORE INSERT ON events WHEN NEW.data LIKE '%poison%' BEGIN SELECT refuse(1); END"
+    )
+    games = [f"g{i}" for i in range(_MAX_BATCH + 40)]
+    results = await asyncio.gather(
+        *(store.append([chat(1, "poison" if i == 0 else "fine")], row(g, 1)) for i, g in enumerate(games)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results[:_MAX_BATCH])
+    assert not any(isinstance(r, BaseException) for r in results[_MAX_BATCH:])
+    assert [len(await store.load(g)) for g in games] == [0] * _MAX_BATCH + [1] * 40
+    assert {g.game_id for g in await store.list_games(limit=1000)} == set(games[_MAX_BATCH:])

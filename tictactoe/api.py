@@ -23,6 +23,8 @@ from .service import UnknownGame
 
 routes = web.RouteTableDef()
 
+# A query or form body with no escapes, no "+" and no ";": parse_qsl would return it as split.
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.=&-]*")
 _DIGITS = re.compile(r"[0-9]{1,4000}")  # beyond that a "number" is an attack, not a cursor
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _GAME_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -92,6 +94,8 @@ def _pairs_to_params(pairs: list[tuple[str, Any]]) -> Params:
 
 
 def _parse_query(query: str, where: str = "the query string") -> list[tuple[str, str]]:
+    if _PLAIN_QUERY.fullmatch(query):  # nothing to decode (the long poll's "cursor=N"): split it
+        return [(key, value) for key, _, value in (pair.partition("=") for pair in query.split("&") if pair)]
     try:
         return parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):

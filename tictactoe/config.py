@@ -43,6 +43,7 @@ class Config:
     chat_limit_seconds: float = 10.0
     cors_origins: tuple[str, ...] = ()
     log_format: str = "text"
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be from 0 to 65535")
@@ -58,6 +59,11 @@ class Config:
             self.sqlite_synchronous.lower() in {"off", "normal", "full", "extra"},
             "sqlite_synchronous",
             "must be one of off, normal, full, extra",
+        )
+        _check(
+            self.event_loop.lower() in {"auto", "uvloop", "asyncio"},
+            "event_loop",
+            "must be one of auto, uvloop, asyncio",
         )
         _check(
             self.log_level.lower() in {"debug", "info", "warning", "error", "critical"},

@@ -19,6 +19,7 @@ class Metrics:
         self.streams_open = Gauge("tictactoe_streams_open", "Server-Sent Events streams open", registry=r)
         self.games = Gauge("tictactoe_games", "Games in memory by state", ["state"], registry=r)
         self.events = Counter("tictactoe_events_appended", "Events appended to the log, by type", ["type"], registry=r)
+        self._event_children: dict[str, Counter] = {}
         self.append_seconds = Histogram(
             "tictactoe_append_seconds", "From submitting an append to its commit", buckets=_LATENCY_BUCKETS, registry=r
         )
@@ -32,6 +33,13 @@ class Metrics:
         self.transactions = Gauge(
             "tictactoe_sqlite_write_transactions", "SQLite write transactions committed (group commit)", registry=r
         )
+
+    def event_appended(self, event_type: str) -> None:
+        # Counter.labels() locks and builds a key on every call: keep each type's child.
+        child = self._event_children.get(event_type)
+        if child is None:
+            child = self._event_children[event_type] = self.events.labels(event_type)
+        child.inc()
 
     def follow(
         self, *, polls: Callable[[], int], games: Callable[[], dict[str, int]], transactions: Callable[[], int]

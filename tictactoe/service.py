@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -179,13 +180,19 @@ def new_game_id() -> str:
     return secrets.token_hex(8)
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_json(names: tuple[str, ...]) -> str:
+    return json.dumps(list(names), ensure_ascii=False)
+
+
 def game_row(state: GameState) -> GameRow:
     """The `games` read-model row of a state."""
     assert state.created_at is not None and state.updated_at is not None
     return GameRow(
         state.game_id,
         state.phase,
-        json.dumps([seat.name for seat in state.seats], ensure_ascii=False),
+        # Every append writes this row; the names change only when a player joins.
+        _names_json(tuple(seat.name for seat in state.seats)),
         state.private,
         state.player_x,
         state.player_o,
@@ -241,6 +248,9 @@ class GameService:
         self._lobby = Lobby()
         self._active: dict[str, GameRecord] = {}
         self._finished: OrderedDict[str, GameRecord] = OrderedDict()
+        # Public games whose first join is still committing, oldest first: a player who arrives
+        # meanwhile joins one of them (waiting on its lock) rather than waiting alone in a new game.
+        self._opening: dict[str, GameRecord] = {}
         self._client_locks = KeyedLocks()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._timer_task: asyncio.Task[None] | None = None
@@ -400,8 +410,8 @@ class GameService:
         return game_id
 
     async def _join_any(self, actor: str, name: str) -> str:
-        """Join the oldest waiting game that still takes a player, or open a new one."""
-        while (game_id := self._lobby.claim_oldest_waiting()) is not None:
+        """Join the oldest waiting game that still takes a player (or one being opened), or open one."""
+        while (game_id := self._lobby.claim_oldest_waiting() or self._claim_opening()) is not None:
             try:
                 await self._execute(game_id, lambda _: rules.Join(actor, name, utc_now(), self._coin()))
                 return game_id
@@ -413,9 +423,18 @@ class GameService:
                 raise
         return await self._open_game(actor, name)
 
+    def _claim_opening(self) -> str | None:
+        for game_id in self._opening:
+            del self._opening[game_id]
+            return game_id
+        return None
+
     async def _open_game(self, actor: str, name: str, *, private: bool = False, against_bot: bool = False) -> str:
         game_id = new_game_id()
         record = self._active[game_id] = GameRecord(GameState(game_id))  # one record, even for early polls
+        public = not (private or against_bot)
+        if public:
+            self._opening[game_id] = record
 
         def commands(_: GameState) -> Command | tuple[Command, ...]:
             first = rules.Join(actor, name, utc_now(), private=private)
@@ -426,9 +445,14 @@ class GameService:
         try:
             await self._execute_on(record, commands)
         except BaseException:
+            if self._opening.pop(game_id, None) is None and public:
+                # A joiner claimed it and waits on its lock: its join opens the game instead.
+                raise
             if record.state.cursor == 0:
                 del self._active[game_id]
             raise
+        if public and self._opening.pop(game_id, None) is None:
+            self._lobby.claim(game_id)  # a joiner claimed it while it opened: not in the queue
         return game_id
 
     def _coin(self) -> bool:
@@ -514,7 +538,7 @@ class GameService:
                 new_state = rules.evolve_all(state, events)
                 started = time.perf_counter()
                 try:
-                    await self._store_call(self._store.append(events, game_row(new_state)))
+                    encoded = await self._store_call(self._store.append(events, game_row(new_state)))
                 except CursorConflict:
                     # Another writer (another process) got there first: catch up and decide again.
                     await self._reload(record)
@@ -522,14 +546,17 @@ class GameService:
                 if self._metrics is not None:
                     self._metrics.append_seconds.observe(time.perf_counter() - started)
                     for event in events:
-                        self._metrics.events.labels(event.type).inc()
-                self._publish(record, new_state, events)
+                        self._metrics.event_appended(event.type)
+                self._publish(record, new_state, events, encoded)
+                if log.isEnabledFor(logging.DEBUG):  # the event types only: an actor is a client's secret's hash
+                    types = [event.type for event in events]
+                    log.debug("game %s: %s up to cursor %d", new_state.game_id, types, new_state.cursor)
                 return events
         raise StorageUnavailable("the game changed too often while this request was decided; try again")
 
-    def _publish(self, record: GameRecord, state: GameState, events: tuple[Event, ...]) -> None:
+    def _publish(self, record: GameRecord, state: GameState, events: tuple[Event, ...], encoded: list[bytes]) -> None:
         record.state = state
-        record.encoded.extend(encode(event) for event in events)
+        record.encoded.extend(encoded)  # the very bytes stored: encoded once, sent to every reader
         record.turn_deadline = self._turn_deadline(state)
         game_id = state.game_id
         if state.over:

@@ -168,14 +168,20 @@ class EventStore:
 
     # --- writing ---
 
-    async def append(self, events: Sequence[Event], game_row: GameRow) -> None:
-        """Commit `events` of one game (and its read-model row) durably, or raise."""
+    async def append(self, events: Sequence[Event], game_row: GameRow) -> list[bytes]:
+        """Commit `events` of one game (and its read-model row) durably, or raise; returns each
+        event's public JSON as stored, so that the caller need not encode it a second time."""
         if self._closing:
             raise StorageUnavailable("the store is closing")
-        rows = [(game_row.game_id, e.cursor, e.type, encode(e).decode(), e.actor, e.timestamp) for e in events]
+        encoded = [encode(e) for e in events]
+        rows = [
+            (game_row.game_id, e.cursor, e.type, data.decode(), e.actor, e.timestamp)
+            for e, data in zip(events, encoded, strict=True)
+        ]
         item = _Append(rows, game_row)
         self._queue.put_nowait(item)
         await item.done
+        return encoded
 
     async def _write_forever(self) -> None:
         while True:

@@ -1,0 +1,85 @@
+"""The benchmark's own tools keep working: the load generator drives the reference server and
+the real program, and the long log that run.py builds is a sound one. No figure is checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tictactoe import cli
+
+from .processes import ROOT, free_port
+
+
+def _bench_run():  # bench/run.py by its path: `run` alone would be the server's run.py
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    module = sys.modules["bench_run"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+KEYS = {
+    "moves_per_s",
+    "notify_ms",
+    "errors",
+    "error_count",
+    "polls_open",
+    "pollers_alive",
+    "client_cpu",
+    "server",
+}
+
+
+def start(args: list[str], port: int, folder: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(args, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process
+        except OSError:
+            assert process.poll() is None, "the server exited"
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the server did not answer /healthz")
+
+
+def loadgen(port: int, pid: int) -> dict:
+    args = [sys.executable, str(ROOT / "bench" / "loadgen.py"), f"--url=http://127.0.0.1:{port}"]
+    args += ["--games=4", "--spectators=1", "--think=0.05", "--duration=1.5", "--warmup=0.5", f"--server-pid={pid}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("kind", ["reference", "server"])
+def test_the_load_generator_plays_games_against_a_server_and_prints_its_figures(tmp_path, kind):
+    port = free_port()
+    if kind == "reference":
+        args = [sys.executable, str(ROOT / "bench" / "reference_server.py"), f"--port={port}"]
+    else:
+        args = [sys.executable, str(ROOT / "run.py"), f"--port={port}", "--db=games.db"]
+    server = start(args, port, tmp_path)
+    try:
+        result = loadgen(port, server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert result.keys() >= KEYS
+    assert result["moves"] > 0 and result["error_count"] == 0, result
+    assert result["notify_ms"]["samples"] > 0 and result["server"]["cpu_us_per_move"] > 0
+    assert ("sqlite" in result) == (kind == "server")
+
+
+def test_the_long_log_of_the_start_up_benchmark_is_sound_and_has_its_unfinished_games(tmp_path, capsys):
+    db = tmp_path / "log.db"
+    _bench_run().build_log(db, events=500, unfinished=7)
+    assert cli.main(["verify", "--db", str(db)]) == 0
+    assert cli.main(["games", "--db", str(db), "--state", "playing", "--limit", "100"]) == 0
+    assert capsys.readouterr().out.count(" playing ") == 7
