@@ -43,6 +43,13 @@ def test_environment_overrides_the_file_and_flags_override_both(tmp_path):
         ("sqlite_synchronous = 'sometimes'\n", {}, "sqlite_synchronous"),
         ("", {"TICTACTOE_LOG_FORMAT": "xml"}, "log_format must be text or json"),
         ("", {"TICTACTOE_EVENT_LOOP": "trio"}, "event_loop must be one of auto, uvloop, asyncio"),
+        ("trusted_proxies = ['10.0.0.0/33']\n", {}, "trusted_proxies must list IP addresses or networks"),
+        ("trusted_proxies = [1]\n", {}, "trusted_proxies must be a list of strings"),
+        ("", {"TICTACTOE_TRUSTED_PROXIES": "10.0.0.1,proxy.local"}, "not 'proxy.local'"),
+        ("cors_origins = ['https://a.example/path']\n", {}, "cors_origins must list origins"),
+        ("max_polls_per_address = -1\n", {}, "max_polls_per_address must be from 0"),
+        ("", {"TICTACTOE_CHAT_LIMIT_MESSAGES": "five"}, "chat_limit_messages must be an integer"),
+        ("chat_limit_seconds = 0\n", {}, "chat_limit_seconds must be a number of seconds above 0"),
     ],
 )
 def test_bad_settings_are_one_clear_line(tmp_path, text, env, fragment):
