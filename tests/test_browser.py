@@ -136,8 +136,9 @@ def server_state(server: Server, game_id: str, at: int | None = None) -> dict:
 
 def test_two_browsers_play_a_game_to_a_win_chat_and_press_play_again_for_a_rematch(browser, server, tmp_path):
     x, o = pair(browser, server)
-    x_name, o_name = x.page.locator("#players").inner_text(), o.page.locator("#players").inner_text()
-    assert x_name.startswith("You (X) vs ") and o_name.endswith(" vs You (O)")
+    # Waits: the first page learns its opponent by long poll, a moment after the second joins.
+    expect(x.page.locator("#players")).to_have_text(re.compile(r"^You \(X\) vs "))
+    expect(o.page.locator("#players")).to_have_text(re.compile(r" vs You \(O\)$"))
     for person, position in [(x, 0), (o, 3), (x, 1), (o, 4)]:
         person.play(position)
     assert x.board() == o.board() == "XX_OO____"  # each saw the other's moves through the long poll
