@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tictactoe.keys import SERVICE
 
 from .conftest import play_moves, poll, post, start_game, timeline
@@ -128,3 +130,21 @@ async def test_client_ids_of_finished_games_still_work_after_a_restart(make_clie
     second = await make_client(config)
     again = await post(second, "/api/play", client_id=game.x)
     assert again["client_id"] == game.x and again["name"] == game.names["X"]
+
+
+async def test_a_move_whose_client_hangs_up_while_it_commits_is_still_published(client):
+    game = await start_game(client)
+    service = client.server.app[SERVICE]
+    waiting = asyncio.create_task(poll(client, game.game_id, 3))
+    while service.waiting_polls(game.game_id) == 0:  # the watcher is parked on the game
+        await asyncio.sleep(0.01)
+    moving = asyncio.create_task(service.move(game.x, 4))
+    await asyncio.sleep(0)  # the move is decided and submitted: it now waits for its commit
+    assert not moving.done()
+    moving.cancel()  # what aiohttp does to the handler of a client that hung up
+    with pytest.raises(asyncio.CancelledError):
+        await moving
+    # Committed, so published: the cache, the log and the waiting poll all have the move.
+    assert service.cached_state(game.game_id).cursor == 4
+    assert (await waiting)["position"] == 4
+    assert [event["cursor"] for event in await timeline(client, game.game_id)] == [1, 2, 3, 4]

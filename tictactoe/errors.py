@@ -82,7 +82,7 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
     if response.status >= 400 and (metrics := request.app.get(METRICS)) is not None:
         code = getattr(response, "protocol_code", None)
         if code is not None:
-            metrics.errors.labels(str(code)).inc()
+            metrics.error_answered(code)
     if request.path.startswith("/api/") and not response.prepared:
         response.headers["Cache-Control"] = "no-store"
     return response

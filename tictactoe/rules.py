@@ -354,30 +354,32 @@ def evolve(state: GameState, event: Event) -> GameState:
         raise BrokenLog(f"event at cursor {event.cursor} cannot follow cursor {state.cursor}")
     if state.over:
         raise BrokenLog(f"event at cursor {event.cursor} follows the end of the game")
-    state = replace(state, cursor=event.cursor, updated_at=event.timestamp)
+    return replace(state, cursor=event.cursor, updated_at=event.timestamp, **_changes(state, event))
+
+
+def _changes(state: GameState, event: Event) -> dict[str, object]:
+    """What `event` changes in `state`, besides the cursor and the time (one `replace` per event)."""
     match event:
         case PlayerJoined():
             created = state.created_at or event.timestamp
             seats = (*state.seats, Seat(event.name, event.actor))
-            return replace(state, seats=seats, created_at=created, private=state.private or event.private)
+            return {"seats": seats, "created_at": created, "private": state.private or event.private}
         case GameStarted():
-            return replace(
-                state,
-                board=event.board,
-                turn=event.turn,
-                player_x=event.player_x,
-                player_o=event.player_o,
-                turn_since=event.timestamp,
-            )
+            return {
+                "board": event.board,
+                "turn": event.turn,
+                "player_x": event.player_x,
+                "player_o": event.player_o,
+                "turn_since": event.timestamp,
+            }
         case MovePlayed():
-            return replace(state, board=event.board, turn=event.turn, winner=event.winner, turn_since=event.timestamp)
+            return {"board": event.board, "turn": event.turn, "winner": event.winner, "turn_since": event.timestamp}
         case ChatSent():
-            return state
+            return {}
         case PlayerLeft():
-            seats = tuple(replace(s, left=True) if s.name == event.name else s for s in state.seats)
-            return replace(state, seats=seats)
+            return {"seats": tuple(replace(s, left=True) if s.name == event.name else s for s in state.seats)}
         case GameEnded():
-            return replace(state, result=event.result, reason=event.reason, turn=None)
+            return {"result": event.result, "reason": event.reason, "turn": None}
     raise BrokenLog(f"unknown event type at cursor {event.cursor}")
 
 

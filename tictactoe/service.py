@@ -307,7 +307,8 @@ class GameService:
         """Play the client's mark at `position`; returns the move's cursor."""
         actor = actor_of(client_id)
         game_id = await self._game_of(actor)
-        events = await self._shielded(self._execute(game_id, lambda _: rules.Move(actor, position, utc_now())))
+        # Not `_shielded`: a move is one `_execute`, whose commit is safe from cancellation itself.
+        events = await self._execute(game_id, lambda _: rules.Move(actor, position, utc_now()))
         return events[0].cursor
 
     async def chat(self, client_id: str, message: str) -> int:
@@ -538,7 +539,9 @@ class GameService:
                 new_state = rules.evolve_all(state, events)
                 started = time.perf_counter()
                 try:
-                    encoded = await self._store_call(self._store.append(events, game_row(new_state)))
+                    encoded, hung_up = await self._store_call(
+                        _committed(self._store.submit(events, game_row(new_state)))
+                    )
                 except CursorConflict:
                     # Another writer (another process) got there first: catch up and decide again.
                     await self._reload(record)
@@ -551,6 +554,8 @@ class GameService:
                 if log.isEnabledFor(logging.DEBUG):  # the event types only: an actor is a client's secret's hash
                     types = [event.type for event in events]
                     log.debug("game %s: %s up to cursor %d", new_state.game_id, types, new_state.cursor)
+                if hung_up:
+                    raise asyncio.CancelledError  # the change is published: now the cancellation goes on
                 return events
         raise StorageUnavailable("the game changed too often while this request was decided; try again")
 
@@ -761,6 +766,20 @@ class GameService:
 
     def counts(self) -> dict[str, int]:
         return {"active_games": len(self._active), "cached_finished": len(self._finished), **self._lobby.counts()}
+
+
+async def _committed(append: asyncio.Future[T]) -> tuple[T, bool]:
+    """The outcome of a submitted append, and whether the caller was cancelled (its client hung up)
+    while it committed. A cancelled caller still gets the outcome, so that what committed is always
+    published: the cache never falls behind the log, and no task per change is needed for that."""
+    hung_up = False
+    while True:
+        try:
+            return await asyncio.shield(append), hung_up
+        except asyncio.CancelledError:
+            if append.cancelled():
+                raise
+            hung_up = True
 
 
 def _settled(task: asyncio.Task[Any]) -> None:

@@ -87,7 +87,8 @@ class GameRow(NamedTuple):
 class _Append:
     rows: list[tuple[object, ...]]
     game_row: GameRow
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    encoded: list[bytes]  # the result: each event's JSON as stored
+    done: asyncio.Future[list[bytes]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 _STOP = object()
@@ -171,6 +172,11 @@ class EventStore:
     async def append(self, events: Sequence[Event], game_row: GameRow) -> list[bytes]:
         """Commit `events` of one game (and its read-model row) durably, or raise; returns each
         event's public JSON as stored, so that the caller need not encode it a second time."""
+        return await self.submit(events, game_row)
+
+    def submit(self, events: Sequence[Event], game_row: GameRow) -> asyncio.Future[list[bytes]]:
+        """Queue an append for the next transaction; the future holds what `append` returns. It
+        commits whether or not anyone still awaits it: a caller that may be cancelled shields it."""
         if self._closing:
             raise StorageUnavailable("the store is closing")
         encoded = [encode(e) for e in events]
@@ -178,10 +184,9 @@ class EventStore:
             (game_row.game_id, e.cursor, e.type, data.decode(), e.actor, e.timestamp)
             for e, data in zip(events, encoded, strict=True)
         ]
-        item = _Append(rows, game_row)
+        item = _Append(rows, game_row, encoded)
         self._queue.put_nowait(item)
-        await item.done
-        return encoded
+        return item.done
 
     async def _write_forever(self) -> None:
         while True:
@@ -225,7 +230,7 @@ class EventStore:
         self.transactions += 1
         for item in batch:
             if not item.done.done():
-                item.done.set_result(None)
+                item.done.set_result(item.encoded)
 
     async def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error, ValueError):
