@@ -6,7 +6,9 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from tictactoe.app import CONTENT_SECURITY_POLICY
+from tictactoe.headers import CONTENT_SECURITY_POLICY
+
+from .conftest import start_game
 
 WEB = Path(__file__).resolve().parent.parent / "tictactoe" / "web"
 
@@ -39,14 +41,34 @@ async def test_the_scripts_and_styles_are_served_with_their_types_and_nosniff(cl
         assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-async def test_api_answers_and_errors_carry_nosniff_too(client):
-    listing = await client.get("/api/games")
-    missing = await client.get("/static/nothing-here.js")
-    for response in (listing, missing):
-        assert response.headers["X-Content-Type-Options"] == "nosniff"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
-    assert missing.status == 404
-    assert (await missing.json())["error"]["code"] == 100
+async def test_every_kind_of_answer_carries_the_security_headers(client):
+    game = await start_game(client)
+    answers = {
+        "listing": await client.get("/api/games"),
+        "missing file": await client.get("/static/nothing-here.js"),
+        "event": await client.get(f"/api/updates/{game.game_id}", params={"cursor": "0"}),
+        "poll timeout": await client.get(f"/api/updates/{game.game_id}", params={"cursor": "3"}),
+        "move": await client.post("/api/move", data={"client_id": game.x, "position": "4"}),
+        "refused move": await client.post("/api/move", data={"client_id": game.x, "position": "4"}),
+        "wrong method": await client.put("/api/move"),
+        "health": await client.get("/healthz"),
+        "metrics": await client.get("/metrics"),
+        "page": await client.get("/"),
+    }
+    async with client.get(f"/api/games/{game.game_id}/stream") as stream:  # sent before any middleware sees it
+        answers["stream"] = stream
+    for what, response in answers.items():
+        assert response.headers["X-Content-Type-Options"] == "nosniff", what
+        assert response.headers["Referrer-Policy"] == "no-referrer", what
+        assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, what
+    assert [answers[what].status for what in ("missing file", "poll timeout", "refused move", "wrong method")] == [
+        404,
+        204,
+        409,
+        405,
+    ]
+    assert (await answers["missing file"].json())["error"]["code"] == 100
+    assert answers["stream"].headers["Cache-Control"] == "no-store"
 
 
 async def test_the_static_route_does_not_list_folders_or_leave_its_folder(client):

@@ -17,6 +17,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from . import __version__
 from .errors import BadRequest, BodyTooLarge, Handler
+from .headers import SECURITY_HEADERS
 from .keys import ADDRESSES, CONFIG, METRICS, POLLS, SERVICE
 from .lobby import InvalidName
 from .service import UnknownGame
@@ -219,7 +220,7 @@ def _game_id(request: web.Request) -> str:
 
 
 def _json(data: Any) -> web.Response:
-    return web.json_response(data, dumps=lambda obj: json.dumps(obj, ensure_ascii=False))
+    return _event_response(json.dumps(data, ensure_ascii=False).encode())
 
 
 def _open_poll(request: web.Request) -> contextlib.AbstractContextManager[None]:
@@ -233,6 +234,7 @@ def _open_poll(request: web.Request) -> contextlib.AbstractContextManager[None]:
 
 
 def _event_response(raw: bytes) -> web.Response:
+    """A JSON body that is bytes already (an event as stored)."""
     return web.Response(body=raw, content_type=_JSON, charset="utf-8")
 
 
@@ -371,6 +373,7 @@ class _NoStoreEventSource(EventSourceResponse):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.headers.update(SECURITY_HEADERS)  # sent before the middleware sees the response
         self.headers["Cache-Control"] = "no-store"
 
 

@@ -1,4 +1,5 @@
-"""One middleware turns every refusal into the protocol's error body (PROTOCOL.md, section 0)."""
+"""One middleware turns every refusal into the protocol's error body (PROTOCOL.md, section 0), and
+gives every answer its fixed headers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .headers import SECURITY_HEADERS
 from .keys import METRICS
 from .rules import GameError
 
@@ -62,7 +64,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Rule and request errors to status + `{"error": ...}`; anything unexpected to a 500, logged."""
+    """Rule and request errors to status + `{"error": ...}`; anything unexpected to a 500, logged.
+    Then the headers every answer carries (a middleware, not `on_response_prepare`: no signal per
+    request)."""
     try:
         response = await handler(request)
     except GameError as err:
@@ -83,6 +87,12 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
         code = getattr(response, "protocol_code", None)
         if code is not None:
             metrics.error_answered(code)
-    if request.path.startswith("/api/") and not response.prepared:
-        response.headers["Cache-Control"] = "no-store"
+    if not response.prepared:  # a stream was sent already, with its own headers
+        headers = response.headers
+        headers.update(SECURITY_HEADERS)  # every answer, API included: no response type is left out
+        path = request.path
+        if path.startswith("/api/"):
+            headers["Cache-Control"] = "no-store"
+        elif path == "/" or path.startswith("/static/"):
+            headers.setdefault("Cache-Control", "no-cache")  # revalidate: a new version shows at once
     return response
