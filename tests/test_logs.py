@@ -3,15 +3,20 @@ text for people or JSON for shippers, and never a client id."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
 import signal
+import time
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from tictactoe import __version__, logs
+from tictactoe.app import AccessLogger
 
 from .processes import call
 
@@ -19,6 +24,8 @@ COMMON_LOG_LINE = re.compile(
     r'^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "(?P<method>[A-Z]+) (?P<path>\S+) '
     r'HTTP/1\.1" (?P<status>\d{3}) (?P<bytes>\d+|-) (?P<seconds>\d+\.\d{3})$'
 )
+# What a log shipper gets for a request, field for field.
+ACCESS_FIELDS = ["time", "level", "logger", "message", "remote", "method", "path", "status", "bytes", "duration"]
 
 
 async def test_json_logs_are_one_object_per_line_with_startup_facts_and_each_request_with_its_wait(server, tmp_path):
@@ -38,6 +45,10 @@ async def test_json_logs_are_one_object_per_line_with_startup_facts_and_each_req
     assert start["version"] == __version__ and start["db"] == str(tmp_path / "games.db")
     assert (start["schema"], start["restored"]) == ("0001_events.sql", 0) and start["seconds"] >= 0
     access = [line for line in lines if line["logger"] == "tictactoe.access"]
+    assert all(list(a) == ACCESS_FIELDS for a in access)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", a["time"]) for a in access)
+    assert {(a["level"], a["remote"]) for a in access} == {("info", "127.0.0.1")}
+    assert all(type(a["bytes"]) is int and type(a["duration"]) is float for a in access)
     assert [(a["method"], a["path"], a["status"]) for a in access] == [
         ("POST", "/api/play", 200),
         ("GET", f"/api/updates/{game}", 204),
@@ -55,7 +66,8 @@ async def test_text_logs_give_startup_facts_and_a_common_log_line_per_request(se
     second = server("--poll-timeout", "1").start()  # same database: alice's waiting game comes back
     async with aiohttp.ClientSession() as http:
         await call(http, "GET", f"{second.url}/healthz")
-        await call(http, "GET", f"{second.url}/api/updates/{alice['game_id']}?cursor=1")
+        # A client id in the query string stays out of the log.
+        await call(http, "GET", f"{second.url}/api/updates/{alice['game_id']}?cursor=1&client_id={alice['client_id']}")
     assert second.signal(signal.SIGTERM) == 0
     log = second.log()
     assert alice["client_id"] not in log
@@ -77,6 +89,52 @@ async def test_log_level_from_the_config_file_silences_request_lines(server, tmp
         await call(http, "GET", f"{running.url}/healthz")
     assert running.signal(signal.SIGTERM) == 0
     assert "GET /healthz" not in running.log() and "restored" not in running.log()
+
+
+async def test_request_lines_appear_soon_and_a_clean_stop_writes_every_one_before_the_last_words(server):
+    running = server("--poll-timeout", "60").start()
+    async with aiohttp.ClientSession() as http:
+        _, alice = await call(http, "POST", f"{running.url}/api/play", name="alice")
+        deadline = time.monotonic() + 5  # written within a fraction of a second while the server runs
+        while "POST /api/play" not in running.log():
+            assert time.monotonic() < deadline, running.log()
+            await asyncio.sleep(0.05)
+        poll = asyncio.ensure_future(call(http, "GET", f"{running.url}/api/updates/{alice['game_id']}?cursor=1"))
+        while (await call(http, "GET", f"{running.url}/healthz"))[1]["polls_waiting"] == 0:
+            await asyncio.sleep(0.05)
+        for _ in range(50):
+            await call(http, "GET", f"{running.url}/healthz")
+        # Stopped at once: the last lines, and the parked poll's 204, are still waiting to be written.
+        assert await asyncio.to_thread(running.signal, signal.SIGTERM) == 0
+        assert (await poll)[0] == 204
+    lines = running.log().splitlines()
+    requests = [(m["method"], m["path"], m["status"]) for line in lines if (m := COMMON_LOG_LINE.match(line))]
+    assert requests.count(("GET", "/healthz", "200")) >= 51
+    assert requests[-1] == ("GET", f"/api/updates/{alice['game_id']}", "204")
+    # The poll answered while stopping is written before what the server said after it.
+    last_request = max(i for i, line in enumerate(lines) if COMMON_LOG_LINE.match(line))
+    assert last_request < next(i for i, line in enumerate(lines) if line.endswith("database closed cleanly"))
+
+
+async def test_a_request_line_is_written_before_any_later_record_and_not_at_all_below_info():
+    out, root = io.StringIO(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.configure("info", "text", out)
+        access = AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "")
+        assert access.enabled
+        access.log(make_mocked_request("GET", "/api/updates/g1?cursor=3&client_id=SECRET"), web.Response(status=204), 1)
+        assert out.getvalue() == ""  # held in memory, for a moment
+        logging.getLogger("tictactoe").warning("a later warning")
+        written = out.getvalue()
+        logs.configure("warning", "text", io.StringIO())
+        assert not AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "").enabled  # aiohttp will not call it
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    request, warning = written.splitlines()
+    assert re.fullmatch(r'- - - \[.+\] "GET /api/updates/g1 HTTP/1\.1" 204 - 1\.000', request)
+    assert warning.endswith(" WARNING tictactoe: a later warning")
 
 
 def test_a_traceback_in_json_is_one_line_with_an_exception_field():

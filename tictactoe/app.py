@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from . import __version__, api
+from . import __version__, api, logs
 from .addresses import ClientAddresses, OpenPolls
 from .config import Config
 from .errors import protocol_errors
@@ -119,31 +118,21 @@ async def _answer_waiting_polls(app: web.Application) -> None:
     app[SERVICE].stop_waiting()
 
 
-_wall_clock = time.time
-_ACCESS_LINE = {"access": True}  # logs.JsonFormatter turns an access line's arguments into fields
-
-
 class AccessLogger(AbstractAccessLogger):
     """One line per request in the common log format, then the seconds it took (for a long poll,
-    how long it waited). The path goes without its query: nothing secret can leak."""
+    how long it waited). The path goes without its query: nothing secret can leak. aiohttp makes
+    one per connection; the lines go to the log's handler, which writes them in batches."""
 
-    _second = -1
-    _stamp = ""
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._access = logs.handler_of(logger).access
+
+    @property
+    def enabled(self) -> bool:
+        # aiohttp asks once per connection; at `warning` it then neither times requests nor calls `log`.
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        arrived = int(_wall_clock() - time)
-        if arrived != self._second:  # the format's time is to the second: made once a second, not per line
-            self._second = arrived
-            self._stamp = datetime.fromtimestamp(arrived).astimezone().strftime("%d/%b/%Y:%H:%M:%S %z")
-        self.logger.info(
-            '%s - - [%s] "%s %s HTTP/%d.%d" %s %s %.3f',
-            request.remote or "-",
-            self._stamp,
-            request.method,
-            request.path,
-            *request.version,
-            response.status,
-            response.body_length or "-",
-            time,
-            extra=_ACCESS_LINE,
+        self._access(
+            request.remote, request.method, request.path, request.version, response.status, response.body_length, time
         )

@@ -160,7 +160,7 @@ async def _freeze_startup_objects(app: web.Application) -> None:
 
 def _skip_unused_log_record_fields() -> None:
     """The log format names no caller, thread or process: the logging HOWTO's "Optimization"
-    switches spare every record (an access-log line per request) from looking them up."""
+    switches spare every record from looking them up (access lines are not records: logs.LogHandler)."""
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logProcesses = False
@@ -169,7 +169,7 @@ def _skip_unused_log_record_fields() -> None:
 
 def serve(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; parked polls get 204 and the database closes cleanly."""
-    logs.configure(config.log_level, config.log_format)
+    log_handler = logs.configure(config.log_level, config.log_format)
     # aiosqlite's debug lines hold every SQL parameter (actor hashes, chat text): never that verbose.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     _skip_unused_log_record_fields()
@@ -185,6 +185,11 @@ def serve(config: Config) -> int:
     gc.set_threshold(*_GC_THRESHOLDS)
     app = create_app(config)
     app.on_startup.append(_freeze_startup_objects)  # after the resources: the replayed games are frozen too
+
+    async def write_access_lines(app: web.Application) -> None:  # the last ones, answered while stopping
+        log_handler.flush()
+
+    app.on_cleanup.append(write_access_lines)
     web.run_app(
         app,
         loop=loop,
@@ -197,7 +202,7 @@ def serve(config: Config) -> int:
         # opened or after its last answer: a client sending headers byte by byte is cut off.
         keepalive_timeout=config.header_timeout,
         access_log_class=AccessLogger,
-        access_log=logging.getLogger("tictactoe.access"),
+        access_log=logging.getLogger(logs.ACCESS_LOGGER),
         print=_log_listening,
     )
     return 0
