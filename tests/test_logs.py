@@ -137,6 +137,22 @@ async def test_a_request_line_is_written_before_any_later_record_and_not_at_all_
     assert warning.endswith(" WARNING tictactoe: a later warning")
 
 
+async def test_a_path_with_a_decoded_line_break_cannot_forge_a_log_line():
+    out, root = io.StringIO(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.configure("info", "text", out)
+        access = AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "")
+        forged = '/x%0A127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "POST /api/move HTTP/1.1" 200 13 0.001'
+        access.log(make_mocked_request("GET", forged), web.Response(status=404), 0)
+        logging.getLogger().handlers[0].flush()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    (line,) = out.getvalue().splitlines()
+    assert '"GET /x\\n127.0.0.1 - - [01/Jan/2026' in line and line.endswith(" 404 - 0.000")
+
+
 def test_a_traceback_in_json_is_one_line_with_an_exception_field():
     out, root = io.StringIO(), logging.getLogger()
     handlers, level = root.handlers[:], root.level

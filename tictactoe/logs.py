@@ -76,6 +76,8 @@ class LogHandler(logging.StreamHandler):
         self, remote: str | None, method: str, path: str, version: tuple[int, int], status: int, size: int, took: float
     ) -> None:
         """Write an access line: the request (its path without the query), its answer and its duration."""
+        if not path.isprintable():  # a decoded %0A must not start a forged line of its own
+            path = path.encode("unicode_escape").decode("ascii")
         now = time.time()
         arrived = int(now - took)
         if arrived != self._arrived:
