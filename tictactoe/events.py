@@ -6,7 +6,9 @@ clients share. Each has a stable `type` name, the protocol's, never a class path
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -99,9 +101,13 @@ def to_public(event: Event) -> dict[str, Any]:
     return public
 
 
+# json.dumps with options builds an encoder per call; this one is built once (it holds no state).
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(event: Event) -> bytes:
     """The event's public JSON as UTF-8 bytes, made once and sent to every reader."""
-    return json.dumps(to_public(event), ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT_JSON.encode(to_public(event)).encode()
 
 
 class BadEvent(ValueError):
@@ -149,7 +155,15 @@ def decode(data: str | bytes, actor: str | None = None) -> Event:
 
 def utc_now() -> str:
     """The current time as the protocol writes it: ISO 8601, UTC, milliseconds."""
-    return format_time(datetime.now(UTC))
+    now = time.time()
+    second = int(now)
+    return f"{_utc_second(second)}.{int((now - second) * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_second(second: int) -> str:
+    # Every event of a move takes the time: its date and time of day change once a second.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def format_time(moment: datetime) -> str:

@@ -135,9 +135,11 @@ class GameState:
 
     def seat_of(self, actor: str | None) -> Seat | None:
         """The seat of `actor` in this game, if it plays here."""
-        if actor is None:
-            return None
-        return next((seat for seat in self.seats if seat.actor == actor), None)
+        if actor is not None:
+            for seat in self.seats:
+                if seat.actor == actor:
+                    return seat
+        return None
 
     def mark_of(self, name: str) -> Mark | None:
         """The mark the player called `name` plays, once the game has started."""
