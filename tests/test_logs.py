@@ -17,8 +17,11 @@ from aiohttp.test_utils import make_mocked_request
 
 from tictactoe import __version__, logs
 from tictactoe.app import AccessLogger
+from tictactoe.store import migration_files
 
 from .processes import call
+
+LATEST_MIGRATION = migration_files()[-1].name
 
 COMMON_LOG_LINE = re.compile(
     r'^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "(?P<method>[A-Z]+) (?P<path>\S+) '
@@ -43,7 +46,7 @@ async def test_json_logs_are_one_object_per_line_with_startup_facts_and_each_req
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     start = next(line for line in lines if "restored" in line)
     assert start["version"] == __version__ and start["db"] == str(tmp_path / "games.db")
-    assert (start["schema"], start["restored"]) == ("0001_events.sql", 0) and start["seconds"] >= 0
+    assert (start["schema"], start["restored"]) == (LATEST_MIGRATION, 0) and start["seconds"] >= 0
     access = [line for line in lines if line["logger"] == "tictactoe.access"]
     assert all(list(a) == ACCESS_FIELDS for a in access)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", a["time"]) for a in access)
@@ -71,7 +74,7 @@ async def test_text_logs_give_startup_facts_and_a_common_log_line_per_request(se
     assert second.signal(signal.SIGTERM) == 0
     log = second.log()
     assert alice["client_id"] not in log
-    assert f"tictactoe {__version__}: database {tmp_path / 'games.db'} (schema 0001_events.sql)" in log
+    assert f"tictactoe {__version__}: database {tmp_path / 'games.db'} (schema {LATEST_MIGRATION})" in log
     assert "1 unfinished games restored in" in log
     requests = [m for line in log.splitlines() if (m := COMMON_LOG_LINE.match(line))]
     assert [(m["method"], m["path"], m["status"]) for m in requests] == [

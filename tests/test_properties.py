@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tictactoe.config import Config
 from tictactoe.events import GameEnded, MovePlayed
 from tictactoe.keys import SERVICE, STORE
 from tictactoe.rules import GameError, GameState, decide, evolve_all, replay
+from tictactoe.service import actor_of
 
 T = "2026-01-01T00:00:00.000Z"
 ACTORS = ("a", "b", "c")
@@ -117,6 +119,14 @@ async def _check_log_matches_live_state(sequence: list[tuple[str, int, int]]) ->
                 assert stored == live
                 shown = await (await client.get(f"/api/games/{game_id}")).json()
                 assert (shown["board"], shown["cursor"], shown["over"]) == (stored.board, stored.cursor, stored.over)
+            # The store finds a client's last game by its last join: always the game it last acted in.
+            with sqlite3.connect(config.db) as db:
+                for client_id in client_ids:
+                    actor = actor_of(client_id)
+                    acted = db.execute(
+                        "SELECT game_id FROM events WHERE actor = ? ORDER BY id DESC LIMIT 1", (actor,)
+                    ).fetchone()
+                    assert await store.last_game_of(actor) == (acted[0] if acted else None)
         finally:
             await client.close()
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 
 import pytest
 
-from tictactoe.events import ChatSent, PlayerJoined, encode
-from tictactoe.store import _MAX_BATCH, CursorConflict, EventStore, GameRow, SchemaTooNew, StorageUnavailable
+from tictactoe.events import ChatSent, PlayerJoined, PlayerLeft, encode
+from tictactoe.store import (
+    _LAST_GAME_OF,
+    _MAX_BATCH,
+    MIGRATIONS_DIR,
+    CursorConflict,
+    EventStore,
+    GameRow,
+    SchemaTooNew,
+    StorageUnavailable,
+    migration_files,
+)
 
 T = "2026-01-01T00:00:00.000Z"
 
@@ -100,8 +111,9 @@ async def test_migrations_are_recorded_by_name_and_applied_once(tmp_path):
         store = await EventStore.open(tmp_path / "m.db")
         await store.close()
     with sqlite3.connect(tmp_path / "m.db") as db:
-        names = [r[0] for r in db.execute("SELECT name FROM schema_migrations")]
-        assert names == ["0001_events.sql"]
+        names = [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY name")]
+        assert names == [p.name for p in migration_files()]
+        assert names[:2] == ["0001_events.sql", "0002_index_joins_only.sql"]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -141,3 +153,63 @@ async def test_a_storage_failure_fails_exactly_the_callers_of_its_transaction_an
     assert not any(isinstance(r, BaseException) for r in results[_MAX_BATCH:])
     assert [len(await store.load(g)) for g in games] == [0] * _MAX_BATCH + [1] * 40
     assert {g.game_id for g in await store.list_games(limit=1000)} == set(games[_MAX_BATCH:])
+
+
+def joined(cursor: int, actor: str) -> PlayerJoined:
+    return PlayerJoined(cursor, T, name=actor, actor=actor)
+
+
+async def play_games(store: EventStore) -> None:
+    """ann plays g1 with bob, quits it and joins g2 (with cid, who chats last); dan only waits."""
+    await store.append([joined(1, "ann")], row("g1", 1))
+    await store.append([joined(2, "bob")], row("g1", 2))
+    await store.append([joined(1, "dan")], row("g3", 1))
+    await store.append([chat(3)], row("g1", 3))
+    await store.append([PlayerLeft(4, T, name="ann", actor="ann")], row("g1", 4))
+    await store.append([joined(1, "cid")], row("g2", 1))
+    await store.append([joined(2, "ann")], row("g2", 2))
+    await store.append([ChatSent(3, T, name="cid", message="hi", actor="cid")], row("g2", 3))
+    await store.append([ChatSent(5, T, name="bob", message="still here", actor="bob")], row("g1", 5))
+
+
+async def expect_last_games(store: EventStore) -> None:
+    found = {actor: await store.last_game_of(actor) for actor in ("ann", "bob", "cid", "dan", "eve")}
+    assert found == {"ann": "g2", "bob": "g1", "cid": "g2", "dan": "g3", "eve": None}
+
+
+async def test_a_clients_last_game_is_the_game_of_its_last_join(store):
+    await play_games(store)
+    await expect_last_games(store)
+
+
+async def test_the_last_game_of_a_client_is_found_through_the_joins_index_without_a_scan_or_a_sort(store):
+    await play_games(store)
+    with sqlite3.connect(store.path) as db:
+        plan = " / ".join(r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {_LAST_GAME_OF}", ("ann",)))
+        indexes = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'events'")]
+    assert plan.startswith("SEARCH events USING INDEX events_joins_by_actor (actor=?)"), plan
+    assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+    assert "events_by_actor" not in indexes
+
+
+async def test_a_database_made_before_the_joins_index_migrates_and_still_finds_last_games(tmp_path):
+    only_first = tmp_path / "migrations"
+    only_first.mkdir()
+    shutil.copy(MIGRATIONS_DIR / "0001_events.sql", only_first)
+    old = await EventStore.open(tmp_path / "old.db", migrations=only_first)
+    await play_games(old)
+    await old.close()
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        assert db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events_by_actor'").fetchone()
+
+    store = await EventStore.open(tmp_path / "old.db")
+    try:
+        assert store.schema == [p.name for p in migration_files()]
+        await expect_last_games(store)
+        await store.append([joined(1, "eve")], row("g4", 1))  # the new index takes new joins
+        assert await store.last_game_of("eve") == "g4"
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "events_joins_by_actor" in indexes and "events_by_actor" not in indexes

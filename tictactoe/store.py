@@ -41,6 +41,9 @@ _GAME_COLUMNS = (
     "game_id, state, players, private, player_x, player_o, moves, result, last_cursor, created_at, updated_at"
 )
 _INSERT_EVENT = "INSERT INTO events (game_id, cursor, type, data, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+# The literal 'connect' (not a parameter) lets SQLite use the partial index on joins; the index
+# holds each actor's joins in `id` order, so the last one is found without sorting.
+_LAST_GAME_OF = "SELECT game_id FROM events WHERE actor = ? AND type = 'connect' ORDER BY id DESC LIMIT 1"
 _UPSERT_GAME = f"""
 INSERT INTO games ({_GAME_COLUMNS})
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -256,8 +259,16 @@ class EventStore:
         return games
 
     async def last_game_of(self, actor: str) -> str | None:
-        """The game in which `actor` last acted, if it ever did."""
-        rows = await self._read("SELECT game_id FROM events WHERE actor = ? ORDER BY id DESC LIMIT 1", (actor,))
+        """The game in which `actor` last acted, if it ever did: the game of its last join.
+
+        The two are the same game, and only joins are indexed by actor (so that a move costs no
+        index entry). A client acts only in a game it has a seat in (the rules refuse a move, a
+        chat or a quit from anyone else), it takes a seat only by a join, and it joins a new game
+        only once its old one is over: `GameService._play`, under the client's lock, quits the
+        unfinished game first (committed) and only then pairs it again; nothing else writes an
+        event with a client's actor. So all its events after its last join are in that join's
+        game, and all its events of earlier games come before that join in the log."""
+        rows = await self._read(_LAST_GAME_OF, (actor,))
         return rows[0][0] if rows else None
 
     async def list_games(
