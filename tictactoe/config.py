@@ -35,7 +35,7 @@ class Config:
     sqlite_synchronous: str = "full"
     shutdown_timeout: float = 10.0
     sqlite_busy_timeout: float = 5.0
-    header_timeout: float = 10.0
+    header_timeout: float = 60.0  # nginx's client_header_timeout; shorter races clients that pause between requests
     log_level: str = "info"
     max_polls_per_address: int = 256
     trusted_proxies: tuple[str, ...] = ()
