@@ -12,6 +12,7 @@ import signal
 import time
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
@@ -119,40 +120,37 @@ async def test_request_lines_appear_soon_and_a_clean_stop_writes_every_one_befor
     assert last_request < next(i for i, line in enumerate(lines) if line.endswith("database closed cleanly"))
 
 
-async def test_a_request_line_is_written_before_any_later_record_and_not_at_all_below_info():
+@pytest.fixture
+def text_log():
+    """The root logger writing text at info to a string, as it was again afterwards."""
     out, root = io.StringIO(), logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    try:
-        logs.configure("info", "text", out)
-        access = AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "")
-        assert access.enabled
-        access.log(make_mocked_request("GET", "/api/updates/g1?cursor=3&client_id=SECRET"), web.Response(status=204), 1)
-        assert out.getvalue() == ""  # held in memory, for a moment
-        logging.getLogger("tictactoe").warning("a later warning")
-        written = out.getvalue()
-        logs.configure("warning", "text", io.StringIO())
-        assert not AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "").enabled  # aiohttp will not call it
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    logs.configure("info", "text", out)
+    yield out
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+async def test_a_request_line_is_written_before_any_later_record_and_not_at_all_below_info(text_log):
+    access = AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "")
+    assert access.enabled
+    access.log(make_mocked_request("GET", "/api/updates/g1?cursor=3&client_id=SECRET"), web.Response(status=204), 1)
+    assert text_log.getvalue() == ""  # held in memory, for a moment
+    logging.getLogger("tictactoe").warning("a later warning")
+    written = text_log.getvalue()
+    logs.configure("warning", "text", io.StringIO())
+    assert not AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "").enabled  # aiohttp will not call it
     request, warning = written.splitlines()
     assert re.fullmatch(r'- - - \[.+\] "GET /api/updates/g1 HTTP/1\.1" 204 - 1\.000', request)
     assert warning.endswith(" WARNING tictactoe: a later warning")
 
 
-async def test_a_path_with_a_decoded_line_break_cannot_forge_a_log_line():
-    out, root = io.StringIO(), logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        logs.configure("info", "text", out)
-        access = AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "")
-        forged = '/x%0A127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "POST /api/move HTTP/1.1" 200 13 0.001'
-        access.log(make_mocked_request("GET", forged), web.Response(status=404), 0)
-        logging.getLogger().handlers[0].flush()
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    (line,) = out.getvalue().splitlines()
+async def test_a_path_with_a_decoded_line_break_cannot_forge_a_log_line(text_log):
+    access = AccessLogger(logging.getLogger(logs.ACCESS_LOGGER), "")
+    forged = '/x%0A127.0.0.1 - - [01/Jan/2026:00:00:00 +0000] "POST /api/move HTTP/1.1" 200 13 0.001'
+    access.log(make_mocked_request("GET", forged), web.Response(status=404), 0)
+    logging.getLogger().handlers[0].flush()
+    (line,) = text_log.getvalue().splitlines()
     assert '"GET /x\\n127.0.0.1 - - [01/Jan/2026' in line and line.endswith(" 404 - 0.000")
 
 
