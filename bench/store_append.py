@@ -44,10 +44,12 @@ Append = tuple[tuple[Event, ...], GameRow]
 class Game:
     """One simulated game: each `step()` is the events of one append and the row after it."""
 
-    def __init__(self, n: int, rng: random.Random) -> None:
+    def __init__(self, n: int, rng: random.Random, made_at: float | None = None) -> None:
         self.rng = rng
         self.actors = [hashlib.sha256(f"{n}-{seat}".encode()).hexdigest() for seat in (0, 1)]
-        self.state = rules.GameState(f"{rng.getrandbits(64):016x}")
+        # Ids as the server makes them (`new_game_id`): the second the game was made, then 64 random bits.
+        made_at = time.time() if made_at is None else made_at
+        self.state = rules.GameState(f"{int(made_at):08x}{rng.getrandbits(64):016x}")
 
     def step(self) -> Append:
         state, now = self.state, utc_now()
@@ -83,7 +85,7 @@ def rounds(count: int, games: int, batch: int, rng: random.Random, first: int = 
 def whole_games(count: int, rng: random.Random) -> list[tuple[list[Event], GameRow]]:
     out = []
     for n in range(count):
-        game, events = Game(10**9 + n, rng), []
+        game, events = Game(10**9 + n, rng, made_at=time.time() - 86400 + n / 100), []  # older games
         while not game.state.over:
             events.extend(game.step()[0])
         out.append((events, game_row(game.state)))

@@ -66,7 +66,7 @@ async def test_play_without_parameters_generates_a_client_id_and_a_guest_name(cl
     body = await post(client, "/api/play")
     assert re.fullmatch(r"[0-9a-f]{32}", body["client_id"])
     assert re.fullmatch(r"Guest\d+", body["name"])
-    assert re.fullmatch(r"[0-9a-f]{16}", body["game_id"])
+    assert re.fullmatch(r"[0-9a-f]{24}", body["game_id"])
 
 
 async def test_an_unknown_well_formed_client_id_is_adopted(client):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import signal
+import time
 
 import aiohttp
 
@@ -107,20 +108,23 @@ async def test_no_client_id_in_any_byte_sent_or_any_log_line_and_only_hashes_in_
     assert sorted(a["client_id"] for a in r.issued) == sorted([xid, oid, xid, xid, oid])  # with the resume
 
 
-def test_game_ids_carry_64_random_bits_and_client_ids_128():
-    for make, bits in ((new_game_id, 64), (new_client_id, 128)):
-        ids = [make() for _ in range(2000)]
+def test_game_ids_carry_64_random_bits_after_their_second_and_client_ids_128():
+    before = int(time.time())
+    game_ids = [new_game_id() for _ in range(2000)]
+    assert all(re.fullmatch("[0-9a-f]{24}", i) for i in game_ids)
+    assert all(before <= int(i[:8], 16) <= time.time() for i in game_ids)  # made together, sorted together
+    for ids, bits in (([i[8:] for i in game_ids], 64), ([new_client_id() for _ in range(2000)], 128)):
         assert all(re.fullmatch(f"[0-9a-f]{{{bits // 4}}}", i) for i in ids)
         assert len(set(ids)) == len(ids)
         values = [int(i, 16) for i in ids]
         for bit in range(bits):  # every bit varies: none is fixed, as a counter's or a clock's would be
             ones = sum(v >> bit & 1 for v in values)
-            assert 700 < ones < 1300, (make.__name__, bit, ones)  # about 1000: 13 standard deviations of room
+            assert 700 < ones < 1300, (bits, bit, ones)  # about 1000: 13 standard deviations of room
 
 
-async def test_game_ids_handed_out_over_http_are_16_hex_digits_and_all_different(client):
+async def test_game_ids_handed_out_over_http_are_24_hex_digits_and_all_different(client):
     games = {(await post(client, "/api/play", opponent="bot"))["game_id"] for _ in range(30)}
-    assert len(games) == 30 and all(re.fullmatch(r"[0-9a-f]{16}", g) for g in games)
+    assert len(games) == 30 and all(re.fullmatch(r"[0-9a-f]{24}", g) for g in games)
 
 
 async def test_a_client_acts_only_in_its_own_game_whatever_game_it_names(client):

@@ -213,3 +213,19 @@ async def test_a_database_made_before_the_joins_index_migrates_and_still_finds_l
     with sqlite3.connect(tmp_path / "old.db") as db:
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "events_joins_by_actor" in indexes and "events_by_actor" not in indexes
+
+
+async def test_the_games_row_follows_every_append_whether_it_is_updated_or_rewritten(store, tmp_path):
+    def at(cursor: int, state: str, moves: int, result: str | None = None) -> GameRow:
+        return GameRow("g", state, '["a","b"]', False, "a", "b", moves, result, cursor, T, f"t{cursor}")
+
+    await store.append([chat(1)], at(1, "playing", 0))
+    await store.append([chat(2)], at(2, "playing", 1))  # only the progress columns change
+    assert await store.list_games() == [at(2, "playing", 1)]
+    # A row gone behind the store's back (another process rebuilding the read model) comes back whole.
+    with sqlite3.connect(tmp_path / "store.db") as outside:
+        outside.execute("DELETE FROM games")
+    await store.append([chat(3)], at(3, "playing", 2))
+    assert await store.list_games() == [at(3, "playing", 2)]
+    await store.append([chat(4)], at(4, "over", 3, "X"))
+    assert await store.list_games() == [at(4, "over", 3, "X")]

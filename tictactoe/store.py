@@ -52,6 +52,9 @@ ON CONFLICT (game_id) DO UPDATE SET
     moves = excluded.moves, result = excluded.result, last_cursor = excluded.last_cursor,
     updated_at = excluded.updated_at
 """
+# A move changes only these columns: an UPDATE that leaves `state` alone leaves the games
+# indexes alone too (SQLite rewrites an index entry whenever an UPDATE sets one of its columns).
+_UPDATE_GAME_PROGRESS = "UPDATE games SET moves = ?, last_cursor = ?, updated_at = ? WHERE game_id = ?"
 
 
 class StoreError(Exception):
@@ -109,6 +112,9 @@ class EventStore:
         self._closing = False
         self._closed = False
         self.transactions = 0  # committed write transactions, for /metrics and the benchmark
+        # Per unfinished game, the columns of its games row that only a join, a start or an end
+        # changes, as last committed: an append that keeps them needs only `_UPDATE_GAME_PROGRESS`.
+        self._settled_columns: dict[str, tuple[object, ...]] = {}
         self.schema: list[str] = []
 
     @classmethod
@@ -213,9 +219,22 @@ class EventStore:
                 return
 
     async def _commit(self, batch: list[_Append]) -> None:
+        settled = self._settled_columns
+        progressed, changed = [], []
+        for item in batch:
+            row = item.game_row
+            if settled.get(row.game_id) == _settled_columns_of(row):
+                progressed.append((row.moves, row.last_cursor, row.updated_at, row.game_id))
+            else:
+                changed.append(row)
         try:
             await self._writer.executemany(_INSERT_EVENT, [row for item in batch for row in item.rows])
-            await self._writer.executemany(_UPSERT_GAME, [item.game_row for item in batch])
+            if progressed:
+                updated = await self._writer.executemany(_UPDATE_GAME_PROGRESS, progressed)
+                if updated.rowcount != len(progressed):  # a row went missing (another process?): write it whole
+                    changed = [item.game_row for item in batch]
+            if changed:
+                await self._writer.executemany(_UPSERT_GAME, changed)
             await self._writer.commit()
         except sqlite3.IntegrityError:
             await self._rollback()
@@ -232,6 +251,11 @@ class EventStore:
             return
         self.transactions += 1
         for item in batch:
+            row = item.game_row
+            if row.state == "over":
+                settled.pop(row.game_id, None)
+            else:
+                settled[row.game_id] = _settled_columns_of(row)
             if not item.done.done():
                 item.done.set_result(item.encoded)
 
@@ -433,6 +457,10 @@ class EventStore:
         for conn in {id(c): c for c in (self._writer, self._reader)}.values():
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
+
+
+def _settled_columns_of(row: GameRow) -> tuple[object, ...]:
+    return (row.state, row.players, row.private, row.player_x, row.player_o, row.result, row.created_at)
 
 
 def _fail(batch: list[_Append], error: StoreError) -> None:
