@@ -17,7 +17,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from . import __version__
 from .errors import BadRequest, BodyTooLarge, Handler
-from .headers import SECURITY_HEADERS
+from .headers import API_JSON_HEADERS, SECURITY_HEADERS
 from .keys import ADDRESSES, CONFIG, METRICS, POLLS, SERVICE
 from .lobby import InvalidName
 from .service import UnknownGame
@@ -235,7 +235,7 @@ def _open_poll(request: web.Request) -> contextlib.AbstractContextManager[None]:
 
 def _event_response(raw: bytes) -> web.Response:
     """A JSON body that is bytes already (an event as stored)."""
-    return web.Response(body=raw, content_type=_JSON, charset="utf-8")
+    return web.Response(body=raw, headers=API_JSON_HEADERS)
 
 
 # --- handlers ------------------------------------------------------------------------------------

@@ -87,8 +87,9 @@ async def protocol_errors(request: web.Request, handler: Handler) -> web.StreamR
         code = getattr(response, "protocol_code", None)
         if code is not None:
             metrics.error_answered(code)
-    if not response.prepared:  # a stream was sent already, with its own headers
-        headers = response.headers
+    headers = response.headers
+    # Not for a stream (sent already, with its own headers), nor for the API's JSON answers (built with them).
+    if not response.prepared and "Content-Security-Policy" not in headers:
         headers.update(SECURITY_HEADERS)  # every answer, API included: no response type is left out
         path = request.path
         if path.startswith("/api/"):

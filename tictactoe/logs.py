@@ -24,6 +24,7 @@ _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Like nginx's `access_log ... buffer=64k flush=200ms`: one write for many lines, none held long.
 _FLUSH_SECONDS = 0.2
 _FLUSH_SIZE = 64 * 1024
+_ARRIVAL_STAMPS_KEPT = 128
 _ACCESS_TEXT = '%s - - [%s] "%s %s HTTP/%d.%d" %s %s %.3f'
 # The bytes json.dumps(..., ensure_ascii=False) gives for the dictionary of these fields, in this order.
 _ACCESS_JSON = (
@@ -68,8 +69,9 @@ class LogHandler(logging.StreamHandler):
         self.setFormatter(JsonFormatter() if self._json else TextFormatter())
         self._lines: list[str] = []
         self._size = 0
-        # Time stamps are to the second (the JSON time's milliseconds apart): made once a second.
-        self._arrived, self._arrived_stamp = -1, ""
+        # Time stamps are to the second (the JSON time's milliseconds apart): each made once. Several
+        # are kept: a long poll's line is stamped with its arrival, up to a poll timeout back.
+        self._arrival_stamps: dict[int, str] = {}
         self._now, self._now_stamp = -1, ""
 
     def access(
@@ -80,10 +82,13 @@ class LogHandler(logging.StreamHandler):
             path = path.encode("unicode_escape").decode("ascii")
         now = time.time()
         arrived = int(now - took)
-        if arrived != self._arrived:
-            self._arrived = arrived
-            self._arrived_stamp = datetime.fromtimestamp(arrived).astimezone().strftime("%d/%b/%Y:%H:%M:%S %z")
-        message = _ACCESS_TEXT % (remote or "-", self._arrived_stamp, method, path, *version, status, size or "-", took)
+        stamp = self._arrival_stamps.get(arrived)
+        if stamp is None:
+            if len(self._arrival_stamps) >= _ARRIVAL_STAMPS_KEPT:
+                self._arrival_stamps.clear()
+            stamp = datetime.fromtimestamp(arrived).astimezone().strftime("%d/%b/%Y:%H:%M:%S %z")
+            self._arrival_stamps[arrived] = stamp
+        message = _ACCESS_TEXT % (remote or "-", stamp, method, path, *version, status, size or "-", took)
         if self._json:
             second = int(now)
             if second != self._now:

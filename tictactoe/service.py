@@ -534,7 +534,9 @@ class GameService:
         self, record: GameRecord, command: Command | Callable[[GameState], Command | tuple[Command, ...]]
     ) -> tuple[Event, ...]:
         """Decide, append, evolve, publish, notify: under the game's lock, with conflict retries."""
-        async with record.lock:
+        # acquire/release, not `async with`: one coroutine less on the path of every move.
+        await record.lock.acquire()
+        try:
             for _ in range(_CONFLICT_RETRIES):
                 state = record.state
                 cmd = command(state) if callable(command) else command
@@ -560,6 +562,8 @@ class GameService:
                 if hung_up:
                     raise asyncio.CancelledError  # the change is published: now the cancellation goes on
                 return events
+        finally:
+            record.lock.release()
         raise StorageUnavailable("the game changed too often while this request was decided; try again")
 
     def _publish(self, record: GameRecord, state: GameState, events: tuple[Event, ...], encoded: list[bytes]) -> None:
