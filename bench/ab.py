@@ -1,0 +1,121 @@
+"""A/B two servers under the same machine conditions: both run at the same time, each under its
+own load generator, for several rounds; prints CPU µs per move of each and the ratio B/A.
+
+    python bench/ab.py . /path/to/other/checkout            # this checkout against another
+    python bench/ab.py . .:TICTACTOE_LOG_LEVEL=warning      # what the access log costs
+    python bench/ab.py reference . --rounds 10 --games 300
+
+A side is `reference` (bench/reference_server.py) or a checkout's folder (its `run.py` is
+started, so its own `tictactoe` package is the one that runs), optionally followed by
+`:NAME=VALUE,...` environment settings. Run one after the other, two servers' CPU per move
+swings by +-15% with whatever else this shared machine does; run together, both see the same
+weather, and over 8 rounds the median ratio of one checkout against itself stays within 2 %.
+Both sides share the two cores, so the absolute figures are not those of `run.py`: use this to
+decide whether a change helps, and `run.py` for the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from run import free_port  # noqa: E402  (bench/ is not a package)
+
+
+def start_server(side: str, folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start one side in `folder`; its URL and process once `/healthz` answers."""
+    port = free_port()
+    env = dict(os.environ)
+    if side == "reference":
+        args = [sys.executable, str(BENCH / "reference_server.py"), "--port", str(port)]
+    else:
+        checkout, _, settings = side.partition(":")
+        for setting in filter(None, settings.split(",")):
+            name, _, value = setting.partition("=")
+            env[name] = value
+        env.setdefault("TICTACTOE_MAX_POLLS_PER_ADDRESS", "0")  # every simulated client shares 127.0.0.1
+        run_py = Path(checkout).resolve() / "run.py"
+        args = [sys.executable, str(run_py), "--port", str(port), "--db", str(folder / "ab.db")]
+    process = subprocess.Popen(args, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{side} exited with {process.returncode} before answering /healthz")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                return url, process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{side} did not answer /healthz within 60 s")
+
+
+def one_round(a: str, b: str, games: int, duration: float, warmup: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="ab-") as folder_a, tempfile.TemporaryDirectory(prefix="ab-") as folder_b:
+        servers = [start_server(a, Path(folder_a)), start_server(b, Path(folder_b))]
+        try:
+            loads = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(BENCH / "loadgen.py"),
+                        f"--url={url}",
+                        f"--games={games}",
+                        f"--duration={duration}",
+                        f"--warmup={warmup}",
+                        f"--server-pid={process.pid}",
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for url, process in servers
+            ]
+            outputs = [load.communicate(timeout=warmup + duration + 120)[0] for load in loads]
+        finally:
+            for _, process in servers:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    result_a, result_b = (json.loads(output) for output in outputs)
+    return result_a, result_b
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", help="`reference` or a checkout's folder, optionally :NAME=VALUE,...")
+    parser.add_argument("b", help="the same, for the side compared with `a`")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds (default 8)")
+    parser.add_argument("--games", type=int, default=300, help="games per side (default 300)")
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds measured per round (default 12)")
+    parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring (default 4)")
+    args = parser.parse_args(argv)
+    ratios = []
+    for n in range(1, args.rounds + 1):
+        result_a, result_b = one_round(args.a, args.b, args.games, args.duration, args.warmup)
+        cpu_a, cpu_b = result_a["server"]["cpu_us_per_move"], result_b["server"]["cpu_us_per_move"]
+        ratios.append(cpu_b / cpu_a)
+        print(
+            f"round {n}: A {cpu_a:6.1f} us/move {result_a['moves_per_s']:7.1f} moves/s"
+            f"   B {cpu_b:6.1f} us/move {result_b['moves_per_s']:7.1f} moves/s   B/A {cpu_b / cpu_a:.3f}",
+            flush=True,
+        )
+    spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
+    print(f"CPU per move, B/A: median {statistics.median(ratios):.3f} (range {spread}, {len(ratios)} rounds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
