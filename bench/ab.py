@@ -9,9 +9,10 @@ A side is `reference` (bench/reference_server.py) or a checkout's folder (its `r
 started, so its own `tictactoe` package is the one that runs), optionally followed by
 `:NAME=VALUE,...` environment settings. Run one after the other, two servers' CPU per move
 swings by +-15% with whatever else this shared machine does; run together, both see the same
-weather, and over 8 rounds the median ratio of one checkout against itself stays within 2 %.
-Both sides share the two cores, so the absolute figures are not those of `run.py`: use this to
-decide whether a change helps, and `run.py` for the targets.
+weather. One checkout against itself, 8 rounds: median 0.979, rounds from 0.93 to 1.10; so
+trust a median beyond about 5 %, and run more rounds for less. The side started first
+alternates from round to round. Both sides share the two cores, so the absolute figures are
+not those of `run.py`: use this to decide whether a change helps, and `run.py` for the targets.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ sys.path.insert(0, str(BENCH))
 
 from run import free_port  # noqa: E402  (bench/ is not a package)
 
+Server = tuple[str, subprocess.Popen[bytes]]  # its URL and its process
 
-def start_server(side: str, folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
+
+def start_server(side: str, folder: Path) -> Server:
     """Start one side in `folder`; its URL and process once `/healthz` answers."""
     port = free_port()
     env = dict(os.environ)
@@ -64,33 +67,32 @@ def start_server(side: str, folder: Path) -> tuple[str, subprocess.Popen[bytes]]
     raise RuntimeError(f"{side} did not answer /healthz within 60 s")
 
 
-def one_round(a: str, b: str, games: int, duration: float, warmup: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def one_round(
+    a: str, b: str, games: int, duration: float, warmup: float, b_first: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One round: both sides started and loaded together (`b_first`: B is started first)."""
+    order = [1, 0] if b_first else [0, 1]
     with tempfile.TemporaryDirectory(prefix="ab-") as folder_a, tempfile.TemporaryDirectory(prefix="ab-") as folder_b:
-        servers = [start_server(a, Path(folder_a)), start_server(b, Path(folder_b))]
+        sides = [(a, Path(folder_a)), (b, Path(folder_b))]
+        servers: dict[int, Server] = {}
         try:
-            loads = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(BENCH / "loadgen.py"),
-                        f"--url={url}",
-                        f"--games={games}",
-                        f"--duration={duration}",
-                        f"--warmup={warmup}",
-                        f"--server-pid={process.pid}",
-                    ],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                for url, process in servers
-            ]
-            outputs = [load.communicate(timeout=warmup + duration + 120)[0] for load in loads]
+            for i in order:
+                servers[i] = start_server(*sides[i])
+            loads = {i: _load(servers[i], games, duration, warmup) for i in order}
+            outputs = [loads[i].communicate(timeout=warmup + duration + 120)[0] for i in (0, 1)]
         finally:
-            for _, process in servers:
+            for _, process in servers.values():
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=30)
     result_a, result_b = (json.loads(output) for output in outputs)
     return result_a, result_b
+
+
+def _load(server: Server, games: int, duration: float, warmup: float) -> subprocess.Popen[str]:
+    url, process = server
+    args = [sys.executable, str(BENCH / "loadgen.py"), f"--url={url}", f"--games={games}"]
+    args += [f"--duration={duration}", f"--warmup={warmup}", f"--server-pid={process.pid}"]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ratios = []
     for n in range(1, args.rounds + 1):
-        result_a, result_b = one_round(args.a, args.b, args.games, args.duration, args.warmup)
+        result_a, result_b = one_round(args.a, args.b, args.games, args.duration, args.warmup, b_first=n % 2 == 0)
         cpu_a, cpu_b = result_a["server"]["cpu_us_per_move"], result_b["server"]["cpu_us_per_move"]
         ratios.append(cpu_b / cpu_a)
         print(
