@@ -229,3 +229,21 @@ async def test_the_games_row_follows_every_append_whether_it_is_updated_or_rewri
     assert await store.list_games() == [at(3, "playing", 2)]
     await store.append([chat(4)], at(4, "over", 3, "X"))
     assert await store.list_games() == [at(4, "over", 3, "X")]
+
+
+async def test_a_transaction_whose_games_row_fails_keeps_none_of_its_events(store):
+    # The events go in before the games rows, in the same transaction: a refused row must take
+    # the batch's events with it, or the log would hold events that no caller was told of.
+    def refuse(_: object) -> None:
+        raise OSError("the disk is on fire")
+
+    await store._writer.create_function("refuse", 1, refuse)
+    await store._writer.execute(
+        "CREATE TEMP TRIGGER doom BEFORE INSERT ON games WHEN NEW.game_id = 'doomed' BEGIN SELECT refuse(1); END"
+    )
+    with pytest.raises(StorageUnavailable):
+        await store.append([chat(1)], row("doomed", 1))
+    await store.append([chat(1)], row("g", 1))  # the next transaction commits, and only its own events
+    assert await store.load("doomed") == []
+    assert [e.cursor for e in await store.load("g")] == [1]
+    assert [g.game_id for g in await store.list_games(limit=10)] == ["g"]

@@ -227,17 +227,10 @@ class EventStore:
                 progressed.append((row.moves, row.last_cursor, row.updated_at, row.game_id))
             else:
                 changed.append(row)
+        events = [row for item in batch for row in item.rows]
         try:
-            await self._writer.executemany(_INSERT_EVENT, [row for item in batch for row in item.rows])
-            if progressed:
-                updated = await self._writer.executemany(_UPDATE_GAME_PROGRESS, progressed)
-                if updated.rowcount != len(progressed):  # a row went missing (another process?): write it whole
-                    changed = [item.game_row for item in batch]
-            if changed:
-                await self._writer.executemany(_UPSERT_GAME, changed)
-            await self._writer.commit()
+            await self._in_writer_thread(_write_transaction, events, progressed, changed, batch)
         except sqlite3.IntegrityError:
-            await self._rollback()
             if len(batch) == 1:
                 _fail(batch, CursorConflict("another event took this cursor first"))
                 return
@@ -245,7 +238,6 @@ class EventStore:
                 await self._commit([item])
             return
         except (sqlite3.Error, ValueError) as err:  # ValueError: aiosqlite's connection is gone
-            await self._rollback()
             log.error("append failed for %d games: %s", len(batch), err)
             _fail(batch, StorageUnavailable(f"storage unavailable: {err}"))
             return
@@ -258,6 +250,16 @@ class EventStore:
                 settled[row.game_id] = _settled_columns_of(row)
             if not item.done.done():
                 item.done.set_result(item.encoded)
+
+    async def _in_writer_thread(self, work: Callable[..., None], *args: object) -> None:
+        """Run `work(connection, *args)` in the writer connection's own thread, as one call.
+
+        aiosqlite has no public call for this: its statements are one round trip to its thread
+        each, and a transaction of three statements and a commit, four thread wake-ups and GIL
+        handovers on the way to the fsync; `Connection._execute` (what each of them uses) runs
+        any function there."""
+        writer = self._writer
+        await writer._execute(lambda: work(writer._conn, *args))
 
     async def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error, ValueError):
@@ -457,6 +459,28 @@ class EventStore:
         for conn in {id(c): c for c in (self._writer, self._reader)}.values():
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
+
+
+def _write_transaction(
+    conn: sqlite3.Connection,
+    events: list[tuple[object, ...]],
+    progressed: list[tuple[object, ...]],
+    changed: list[GameRow],
+    batch: list[_Append],
+) -> None:
+    """One group commit, in the writer's thread: the events, the games rows, the commit; all or
+    nothing (rolled back before the error goes up)."""
+    try:
+        conn.executemany(_INSERT_EVENT, events)
+        if progressed and conn.executemany(_UPDATE_GAME_PROGRESS, progressed).rowcount != len(progressed):
+            changed = [item.game_row for item in batch]  # a row went missing (another process?): write them whole
+        if changed:
+            conn.executemany(_UPSERT_GAME, changed)
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.rollback()
+        raise
 
 
 def _settled_columns_of(row: GameRow) -> tuple[object, ...]:
