@@ -137,13 +137,7 @@ async def test_the_log_rejects_a_duplicate_cursor_even_from_outside(tmp_path):
 async def test_a_storage_failure_fails_exactly_the_callers_of_its_transaction_and_not_the_next(store):
     # A batch takes at most _MAX_BATCH queued appends: the first _MAX_BATCH of these share one
     # transaction, which a poisoned row makes fail; the rest are the next transaction.
-    def refuse(_: object) -> None:
-        raise OSError("the disk is on fire")
-
-    await store._writer.create_function("refuse", 1, refuse)
-    await store._writer.execute(
-        "CREATE TEMP TRIGGER poison BEFORE INSERT ON events WHEN NEW.data LIKE '%poison%' BEGIN SELECT refuse(1); END"
-    )
+    await refuse_writes(store, "BEFORE INSERT ON events WHEN NEW.data LIKE '%poison%'")
     games = [f"g{i}" for i in range(_MAX_BATCH + 40)]
     results = await asyncio.gather(
         *(store.append([chat(1, "poison" if i == 0 else "fine")], row(g, 1)) for i, g in enumerate(games)),
@@ -234,16 +228,20 @@ async def test_the_games_row_follows_every_append_whether_it_is_updated_or_rewri
 async def test_a_transaction_whose_games_row_fails_keeps_none_of_its_events(store):
     # The events go in before the games rows, in the same transaction: a refused row must take
     # the batch's events with it, or the log would hold events that no caller was told of.
-    def refuse(_: object) -> None:
-        raise OSError("the disk is on fire")
-
-    await store._writer.create_function("refuse", 1, refuse)
-    await store._writer.execute(
-        "CREATE TEMP TRIGGER doom BEFORE INSERT ON games WHEN NEW.game_id = 'doomed' BEGIN SELECT refuse(1); END"
-    )
+    await refuse_writes(store, "BEFORE INSERT ON games WHEN NEW.game_id = 'doomed'")
     with pytest.raises(StorageUnavailable):
         await store.append([chat(1)], row("doomed", 1))
     await store.append([chat(1)], row("g", 1))  # the next transaction commits, and only its own events
     assert await store.load("doomed") == []
     assert [e.cursor for e in await store.load("g")] == [1]
     assert [g.game_id for g in await store.list_games(limit=10)] == ["g"]
+
+
+async def refuse_writes(store: EventStore, when: str) -> None:
+    """Make the writer's statements fail as a broken disk would, for the rows that `when` picks."""
+
+    def refuse(_: object) -> None:
+        raise OSError("the disk is on fire")
+
+    await store._writer.create_function("refuse", 1, refuse)
+    await store._writer.execute(f"CREATE TEMP TRIGGER refused {when} BEGIN SELECT refuse(1); END")

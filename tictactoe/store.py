@@ -229,7 +229,7 @@ class EventStore:
                 changed.append(row)
         events = [row for item in batch for row in item.rows]
         try:
-            await self._in_writer_thread(_write_transaction, events, progressed, changed, batch)
+            await self._in_writer_thread(_write_transaction, events, progressed, changed, [i.game_row for i in batch])
         except sqlite3.IntegrityError:
             if len(batch) == 1:
                 _fail(batch, CursorConflict("another event took this cursor first"))
@@ -466,14 +466,14 @@ def _write_transaction(
     events: list[tuple[object, ...]],
     progressed: list[tuple[object, ...]],
     changed: list[GameRow],
-    batch: list[_Append],
+    every_row: list[GameRow],
 ) -> None:
     """One group commit, in the writer's thread: the events, the games rows, the commit; all or
     nothing (rolled back before the error goes up)."""
     try:
         conn.executemany(_INSERT_EVENT, events)
         if progressed and conn.executemany(_UPDATE_GAME_PROGRESS, progressed).rowcount != len(progressed):
-            changed = [item.game_row for item in batch]  # a row went missing (another process?): write them whole
+            changed = every_row  # a row went missing (another process?): write them whole
         if changed:
             conn.executemany(_UPSERT_GAME, changed)
         conn.commit()
