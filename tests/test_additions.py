@@ -151,9 +151,13 @@ async def test_the_listing_follows_each_state_change_newest_first_and_hides_priv
     assert await listing(client, state="waiting") == []
     [playing] = await listing(client, state="playing")
     assert playing["moves"] == 0 and {playing["playerX"], playing["playerO"]} == {"ann", "ben"}
+    x = a if playing["playerX"] == "ann" else b
+    await post(client, "/api/move", client_id=x["client_id"], position=4)
+    [playing] = await listing(client, state="playing")  # a move's progress shows at once
+    assert playing["moves"] == 1 and playing["cursor"] == 4 and playing["updated_at"] >= playing["created_at"]
     await post(client, "/api/quit", client_id=b["client_id"])
     [over] = await listing(client, state="over")
-    assert over["result"] == "abandoned" and over["cursor"] == 5
+    assert over["result"] == "abandoned" and over["cursor"] == 6 and over["moves"] == 1
     newer = await post(client, "/api/play", name="cat", opponent="bot")
     everything = await listing(client, limit=10)
     assert [g["game_id"] for g in everything][:2] == [newer["game_id"], a["game_id"]]
