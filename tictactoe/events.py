@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from typing import Any, ClassVar, Literal
 
 Mark = Literal["X", "O"]
@@ -103,11 +104,28 @@ def to_public(event: Event) -> dict[str, Any]:
 
 # json.dumps with options builds an encoder per call; this one is built once (it holds no state).
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_json_string = encode_basestring  # a str as the encoder above writes it (ensure_ascii=False)
 
 
 def encode(event: Event) -> bytes:
     """The event's public JSON as UTF-8 bytes, made once and sent to every reader."""
+    if type(event) is MovePlayed:
+        return _encode_move(event)
     return _COMPACT_JSON.encode(to_public(event)).encode()
+
+
+def _encode_move(move: MovePlayed) -> bytes:
+    # Nearly every event is a move: written out field by field, the very bytes that `to_public`
+    # and the encoder make (a property test holds them equal), in a third of the time.
+    text = (
+        f'{{"type":"move","cursor":{move.cursor:d},"timestamp":{_json_string(move.timestamp)},'
+        f'"board":{_json_string(move.board)},"player":{_json_string(move.player)},"position":{move.position:d}'
+    )
+    if move.turn is not None:
+        text += f',"turn":{_json_string(move.turn)}'
+    if move.winner is not None:
+        text += f',"winner":{_json_string(move.winner)}'
+    return (text + "}").encode()
 
 
 class BadEvent(ValueError):

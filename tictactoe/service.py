@@ -309,7 +309,8 @@ class GameService:
     async def move(self, client_id: str, position: int) -> int:
         """Play the client's mark at `position`; returns the move's cursor."""
         actor = actor_of(client_id)
-        game_id = await self._game_of(actor)
+        membership = self._lobby.membership(actor)  # no coroutine for the usual case: one per move
+        game_id = membership.game_id if membership is not None else await self._game_of(actor)
         # Not `_shielded`: a move is one `_execute`, whose commit is safe from cancellation itself.
         events = await self._execute(game_id, lambda _: rules.Move(actor, position, utc_now()))
         return events[0].cursor
@@ -466,7 +467,8 @@ class GameService:
 
     async def event_after(self, game_id: str, cursor: int, timeout: float | None = None) -> bytes | None:
         """Event `cursor + 1` of the game, waiting for it up to `timeout`; None if none came."""
-        record = await self._record(game_id)
+        # A live game's record without a coroutine: this runs for every long poll.
+        record = self._active.get(game_id) or await self._record(game_id)
         self._check_cursor(record, cursor)
         if cursor >= record.state.cursor and not await self._wait_past(game_id, record, cursor, self._timeout(timeout)):
             return None
@@ -523,12 +525,14 @@ class GameService:
 
     # Commands are passed as factories so that their timestamp is taken under the game's lock:
     # the timestamps of a game's events then never go backwards.
-    async def _execute(self, game_id: str, command: Callable[[GameState], Command]) -> tuple[Event, ...]:
+    def _execute(self, game_id: str, command: Callable[[GameState], Command]) -> Awaitable[tuple[Event, ...]]:
+        # Not a coroutine itself: one coroutine less on the path of every move.
         record = self._active.get(game_id)
-        if record is None:
-            await self._record(game_id)  # 102 if the game does not exist at all
-            raise rules.GameOver("the game is over")
-        return await self._execute_on(record, command)
+        return self._execute_on(record, command) if record is not None else self._refuse_ended(game_id)
+
+    async def _refuse_ended(self, game_id: str) -> tuple[Event, ...]:
+        await self._record(game_id)  # 102 if the game does not exist at all
+        raise rules.GameOver("the game is over")
 
     async def _execute_on(
         self, record: GameRecord, command: Command | Callable[[GameState], Command | tuple[Command, ...]]
@@ -544,9 +548,7 @@ class GameService:
                 new_state = rules.evolve_all(state, events)
                 started = time.perf_counter()
                 try:
-                    encoded, hung_up = await self._store_call(
-                        _committed(self._store.submit(events, game_row(new_state)))
-                    )
+                    encoded, hung_up = await _committed(self._store.submit(events, game_row(new_state)))
                 except CursorConflict:
                     # Another writer (another process) got there first: catch up and decide again.
                     await self._reload(record)
@@ -724,7 +726,7 @@ class GameService:
         try:
             return await work
         except StoreUnavailable as err:
-            raise StorageUnavailable("storage unavailable: try again shortly") from err
+            raise _unavailable() from err
 
     # --- introspection for health checks, tests and metrics ---
 
@@ -787,6 +789,12 @@ async def _committed(append: asyncio.Future[T]) -> tuple[T, bool]:
             if append.cancelled():
                 raise
             hung_up = True
+        except StoreUnavailable as err:
+            raise _unavailable() from err
+
+
+def _unavailable() -> StorageUnavailable:
+    return StorageUnavailable("storage unavailable: try again shortly")
 
 
 def _settled(task: asyncio.Task[Any]) -> None:
