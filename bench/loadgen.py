@@ -140,6 +140,7 @@ class Worker:
 
     async def play_game(self, client_id: str, name: str, game_id: str) -> None:
         cursor, mark, moving = 0, None, None
+        sending: set[asyncio.Future[None]] = set()  # moves whose request is out: they finish
         try:
             while True:
                 event = await self.poll(game_id, cursor)
@@ -153,17 +154,24 @@ class Worker:
                     self.result.games_finished += 1
                     return
                 if mark is not None and event.get("turn") == mark and "board" in event:
-                    moving = asyncio.ensure_future(self.move(client_id, game_id, cursor, event["board"]))
+                    moving = asyncio.ensure_future(self.move(client_id, game_id, cursor, event["board"], sending))
         except GameOverSignal:
             return
         finally:
-            if moving is not None and not moving.done():
+            # A move still thinking is dropped; one sent is left to its answer: a server may wake
+            # the pollers with the winning move before it answers the move itself.
+            if moving is not None and not moving.done() and moving not in sending:
                 moving.cancel()
 
-    async def move(self, client_id: str, game_id: str, cursor: int, board: str) -> None:
+    async def move(
+        self, client_id: str, game_id: str, cursor: int, board: str, sending: set[asyncio.Future[None]]
+    ) -> None:
         if self.plan.think:
             await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.plan.think)
         position = self.rng.choice([i for i, cell in enumerate(board) if cell == "_"])
+        this = asyncio.current_task()
+        assert this is not None
+        sending.add(this)
         sent = time.monotonic()
         self.result.sent[(game_id, cursor + 1)] = sent
         answer = await self.post("/api/move", {"client_id": client_id, "position": str(position)})

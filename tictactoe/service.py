@@ -547,8 +547,11 @@ class GameService:
                 events = rules.decide_all(state, cmd) if isinstance(cmd, tuple) else rules.decide(state, cmd)
                 new_state = rules.evolve_all(state, events)
                 started = time.perf_counter()
+                # Published at the commit itself: the game's waiters wake without waiting for this
+                # coroutine's turn (a cancelled caller's change is published all the same).
+                publish = functools.partial(self._publish, record, new_state, events)
                 try:
-                    encoded, hung_up = await _committed(self._store.submit(events, game_row(new_state)))
+                    _, hung_up = await _committed(self._store.submit(events, game_row(new_state), publish))
                 except CursorConflict:
                     # Another writer (another process) got there first: catch up and decide again.
                     await self._reload(record)
@@ -557,7 +560,6 @@ class GameService:
                     self._metrics.append_seconds.observe(time.perf_counter() - started)
                     for event in events:
                         self._metrics.event_appended(event.type)
-                self._publish(record, new_state, events, encoded)
                 if log.isEnabledFor(logging.DEBUG):  # the event types only: an actor is a client's secret's hash
                     types = [event.type for event in events]
                     log.debug("game %s: %s up to cursor %d", new_state.game_id, types, new_state.cursor)
@@ -779,8 +781,9 @@ class GameService:
 
 async def _committed(append: asyncio.Future[T]) -> tuple[T, bool]:
     """The outcome of a submitted append, and whether the caller was cancelled (its client hung up)
-    while it committed. A cancelled caller still gets the outcome, so that what committed is always
-    published: the cache never falls behind the log, and no task per change is needed for that."""
+    while it committed. A cancelled caller still waits for the outcome, holding the game's lock
+    until the change is committed and published (the store publishes it at the commit): the cache
+    never falls behind the log, and no task per change is needed for that."""
     hung_up = False
     while True:
         try:

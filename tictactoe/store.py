@@ -94,6 +94,7 @@ class _Append:
     rows: list[tuple[object, ...]]
     game_row: GameRow
     encoded: list[bytes]  # the result: each event's JSON as stored
+    on_commit: Callable[[list[bytes]], None] | None = None
     done: asyncio.Future[list[bytes]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -183,9 +184,13 @@ class EventStore:
         event's public JSON as stored, so that the caller need not encode it a second time."""
         return await self.submit(events, game_row)
 
-    def submit(self, events: Sequence[Event], game_row: GameRow) -> asyncio.Future[list[bytes]]:
+    def submit(
+        self, events: Sequence[Event], game_row: GameRow, on_commit: Callable[[list[bytes]], None] | None = None
+    ) -> asyncio.Future[list[bytes]]:
         """Queue an append for the next transaction; the future holds what `append` returns. It
-        commits whether or not anyone still awaits it: a caller that may be cancelled shields it."""
+        commits whether or not anyone still awaits it: a caller that may be cancelled shields it.
+        `on_commit` is called with the same bytes as soon as the transaction has committed, before
+        the future's awaiter resumes (which takes the event loop two more turns)."""
         if self._closing:
             raise StorageUnavailable("the store is closing")
         encoded = [encode(e) for e in events]
@@ -193,7 +198,7 @@ class EventStore:
             (game_row.game_id, e.cursor, e.type, data.decode(), e.actor, e.timestamp)
             for e, data in zip(events, encoded, strict=True)
         ]
-        item = _Append(rows, game_row, encoded)
+        item = _Append(rows, game_row, encoded, on_commit)
         self._queue.put_nowait(item)
         return item.done
 
@@ -248,6 +253,11 @@ class EventStore:
                 settled.pop(row.game_id, None)
             else:
                 settled[row.game_id] = _settled_columns_of(row)
+            if item.on_commit is not None:
+                try:
+                    item.on_commit(item.encoded)
+                except Exception:  # one caller's bookkeeping must not keep the others' answers
+                    log.exception("the commit hook of an append failed")
             if not item.done.done():
                 item.done.set_result(item.encoded)
 
