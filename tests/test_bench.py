@@ -3,6 +3,7 @@ the real program, and the long log that run.py builds is a sound one. No figure 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
@@ -90,3 +91,41 @@ def test_the_a_b_tool_runs_both_sides_at_once_and_prints_their_ratio(tmp_path):
     args += ["--rounds=1", "--games=4", "--duration=1.5", "--warmup=0.5"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     assert "round 1: A " in done.stdout and "CPU per move, B/A: median " in done.stdout, done.stdout
+
+
+async def test_a_move_sent_before_its_player_sees_the_game_end_is_still_awaited_and_counted(aiohttp_server):
+    # A server may wake the pollers with the winning move before it answers that move itself;
+    # the load generator must not drop the move's request (nor leave it uncounted) when its
+    # poller sees the end first.
+    from aiohttp import ClientSession, web
+
+    spec = importlib.util.spec_from_file_location("bench_loadgen", ROOT / "bench" / "loadgen.py")
+    loadgen_module = sys.modules["bench_loadgen"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loadgen_module)
+    moved = asyncio.Event()
+    status = {"type": "status", "cursor": 1, "board": "XX_OO____", "turn": "X", "playerX": "me", "playerO": "you"}
+    win = {"type": "move", "cursor": 2, "board": "XXXOO____", "player": "X", "position": 2, "winner": "X"}
+
+    async def updates(request: web.Request) -> web.Response:
+        if request.query["cursor"] == "0":
+            return web.json_response(status)
+        await moved.wait()  # the winning move, as soon as it was played...
+        return web.json_response(win)
+
+    async def move(request: web.Request) -> web.Response:
+        moved.set()
+        await asyncio.sleep(0.3)  # ...and its own answer well after
+        return web.json_response({"cursor": 2})
+
+    app = web.Application()
+    app.router.add_get("/api/updates/{game_id}", updates)
+    app.router.add_post("/api/move", move)
+    server = await aiohttp_server(app)
+    now = time.monotonic()
+    plan = loadgen_module.Plan(str(server.make_url("")).rstrip("/"), 1, 0, 0.0, now, 0.0, now, now + 60, 0)
+    async with ClientSession() as session:
+        worker = loadgen_module.Worker(plan, session)
+        await worker.play_game("c" * 32, "me", "g")
+        assert worker.result.games_finished == 1 and worker.result.moves == 0  # the end came first
+        await asyncio.sleep(0.5)
+    assert worker.result.moves == 1 and not worker.result.errors
