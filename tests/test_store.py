@@ -225,6 +225,23 @@ async def test_the_games_row_follows_every_append_whether_it_is_updated_or_rewri
     assert await store.list_games() == [at(4, "over", 3, "X")]
 
 
+async def test_a_commit_hook_runs_at_the_commit_before_its_caller_resumes_and_a_failing_hook_harms_no_one(
+    store, caplog
+):
+    seen: list[object] = []
+
+    def fail(_: list[bytes]) -> None:
+        raise RuntimeError("the hook broke")
+
+    first = store.submit([chat(1)], row("g", 1), on_commit=lambda stored: seen.append(stored))
+    second = store.submit([chat(1)], row("h", 1), on_commit=fail)
+    first.add_done_callback(lambda _: seen.append("g answered"))
+    stored = await first
+    assert seen == [stored, "g answered"]  # published before its caller could resume
+    assert await second == [encode(chat(1))]  # a broken hook is logged; its caller is answered
+    assert "commit hook" in caplog.text and [e.cursor for e in await store.load("h")] == [1]
+
+
 async def test_a_transaction_whose_games_row_fails_keeps_none_of_its_events(store):
     # The events go in before the games rows, in the same transaction: a refused row must take
     # the batch's events with it, or the log would hold events that no caller was told of.
