@@ -109,7 +109,8 @@ def query_params(request: web.Request) -> Params:
 
 
 def _cursor_param(request: web.Request) -> int:
-    """`?cursor=N` (default 0), read at once when it is the whole query: two long polls a move."""
+    """`?cursor=N` (default 0) of a long poll or a stream; read at once when it is the whole query
+    (two long polls a move), else strictly like any parameter (100 for a bad or repeated one)."""
     query = request.rel_url.raw_query_string
     if (only := _CURSOR_ONLY.fullmatch(query)) is not None:
         return int(only[1])
@@ -345,13 +346,12 @@ async def events(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     """The game's timeline as Server-Sent Events, from `Last-Event-ID` or `?cursor=N`."""
     game_id = _game_id(request)
-    cursor = query_params(request).integer("cursor", 0)
+    cursor = _cursor_param(request)
     last_seen = request.headers.get("Last-Event-ID")
     if last_seen is not None:
         if not _DIGITS.fullmatch(last_seen):
             raise BadRequest("Last-Event-ID must be the cursor of an event, in digits")
         cursor = int(last_seen)
-    assert cursor is not None
     service = request.app[SERVICE]
     pending = await service.events_after(game_id, cursor)  # 102, 112 and 113 before the stream opens
     metrics = request.app[METRICS]
