@@ -4,6 +4,10 @@ own load generator, for several rounds; prints CPU µs per move of each and the 
     python bench/ab.py . /path/to/other/checkout            # this checkout against another
     python bench/ab.py . .:TICTACTOE_LOG_LEVEL=warning      # what the access log costs
     python bench/ab.py reference . --rounds 10 --games 300
+    python bench/ab.py . /tmp/other --games 200 --spectators 3 --think 1   # the spectators' tail
+
+With `--think`, the servers are not saturated and what matters is the notify latency: each
+round also prints both sides' p99, and the end the median of the p99 ratios.
 
 A side is `reference` (bench/reference_server.py) or a checkout's folder (its `run.py` is
 started, so its own `tictactoe` package is the one that runs), optionally followed by
@@ -67,9 +71,7 @@ def start_server(side: str, folder: Path) -> Server:
     raise RuntimeError(f"{side} did not answer /healthz within 60 s")
 
 
-def one_round(
-    a: str, b: str, games: int, duration: float, warmup: float, b_first: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def one_round(a: str, b: str, load: list[str], timeout: float, b_first: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """One round: both sides started and loaded together (`b_first`: B is started first)."""
     order = [1, 0] if b_first else [0, 1]
     with tempfile.TemporaryDirectory(prefix="ab-") as folder_a, tempfile.TemporaryDirectory(prefix="ab-") as folder_b:
@@ -78,8 +80,8 @@ def one_round(
         try:
             for i in order:
                 servers[i] = start_server(*sides[i])
-            loads = {i: _load(servers[i], games, duration, warmup) for i in order}
-            outputs = [loads[i].communicate(timeout=warmup + duration + 120)[0] for i in (0, 1)]
+            loads = {i: _load(servers[i], load) for i in order}
+            outputs = [loads[i].communicate(timeout=timeout)[0] for i in (0, 1)]
         finally:
             for _, process in servers.values():
                 process.send_signal(signal.SIGTERM)
@@ -88,10 +90,9 @@ def one_round(
     return result_a, result_b
 
 
-def _load(server: Server, games: int, duration: float, warmup: float) -> subprocess.Popen[str]:
+def _load(server: Server, load: list[str]) -> subprocess.Popen[str]:
     url, process = server
-    args = [sys.executable, str(BENCH / "loadgen.py"), f"--url={url}", f"--games={games}"]
-    args += [f"--duration={duration}", f"--warmup={warmup}", f"--server-pid={process.pid}"]
+    args = [sys.executable, str(BENCH / "loadgen.py"), f"--url={url}", f"--server-pid={process.pid}", *load]
     return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
 
 
@@ -103,19 +104,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--games", type=int, default=300, help="games per side (default 300)")
     parser.add_argument("--duration", type=float, default=12.0, help="seconds measured per round (default 12)")
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds before measuring (default 4)")
+    parser.add_argument("--spectators", type=int, default=0, help="extra pollers per game (default 0)")
+    parser.add_argument("--think", type=float, default=0.0, help="mean think time in seconds (default 0)")
     args = parser.parse_args(argv)
-    ratios = []
+    load = [f"--games={args.games}", f"--duration={args.duration}", f"--warmup={args.warmup}"]
+    load += [f"--spectators={args.spectators}", f"--think={args.think}"]
+    ratios, tails = [], []
     for n in range(1, args.rounds + 1):
-        result_a, result_b = one_round(args.a, args.b, args.games, args.duration, args.warmup, b_first=n % 2 == 0)
+        result_a, result_b = one_round(args.a, args.b, load, args.warmup + args.duration + 120, b_first=n % 2 == 0)
         cpu_a, cpu_b = result_a["server"]["cpu_us_per_move"], result_b["server"]["cpu_us_per_move"]
+        p99_a, p99_b = result_a["notify_ms"]["p99"], result_b["notify_ms"]["p99"]
         ratios.append(cpu_b / cpu_a)
+        tails.append(p99_b / p99_a)
         print(
-            f"round {n}: A {cpu_a:6.1f} us/move {result_a['moves_per_s']:7.1f} moves/s"
-            f"   B {cpu_b:6.1f} us/move {result_b['moves_per_s']:7.1f} moves/s   B/A {cpu_b / cpu_a:.3f}",
+            f"round {n}: A {cpu_a:6.1f} us/move {result_a['moves_per_s']:7.1f} moves/s p99 {p99_a:6.1f} ms"
+            f"   B {cpu_b:6.1f} us/move {result_b['moves_per_s']:7.1f} moves/s p99 {p99_b:6.1f} ms"
+            f"   B/A {cpu_b / cpu_a:.3f}, p99 {p99_b / p99_a:.3f}",
             flush=True,
         )
-    spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
-    print(f"CPU per move, B/A: median {statistics.median(ratios):.3f} (range {spread}, {len(ratios)} rounds)")
+    for name, values in (("CPU per move", ratios), ("notify p99", tails)):
+        spread = f"{min(values):.3f}-{max(values):.3f}"
+        print(f"{name}, B/A: median {statistics.median(values):.3f} (range {spread}, {len(values)} rounds)")
     return 0
 
 

@@ -86,11 +86,12 @@ def test_the_long_log_of_the_start_up_benchmark_is_sound_and_has_its_unfinished_
     assert capsys.readouterr().out.count(" playing ") == 7
 
 
-def test_the_a_b_tool_runs_both_sides_at_once_and_prints_their_ratio(tmp_path):
+def test_the_a_b_tool_runs_both_sides_at_once_and_prints_their_ratios(tmp_path):
     args = [sys.executable, str(ROOT / "bench" / "ab.py"), "reference", f"{ROOT}:TICTACTOE_LOG_LEVEL=warning"]
     args += ["--rounds=1", "--games=4", "--duration=1.5", "--warmup=0.5"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     assert "round 1: A " in done.stdout and "CPU per move, B/A: median " in done.stdout, done.stdout
+    assert "notify p99, B/A: median " in done.stdout, done.stdout
 
 
 async def test_a_move_sent_before_its_player_sees_the_game_end_is_still_awaited_and_counted(aiohttp_server):

@@ -135,18 +135,22 @@ async def test_the_log_rejects_a_duplicate_cursor_even_from_outside(tmp_path):
 
 
 async def test_a_storage_failure_fails_exactly_the_callers_of_its_transaction_and_not_the_next(store):
-    # A batch takes at most _MAX_BATCH queued appends: the first _MAX_BATCH of these share one
-    # transaction, which a poisoned row makes fail; the rest are the next transaction.
+    # The first append finds the writer idle and commits alone; the others queue behind it, and
+    # a batch takes at most _MAX_BATCH of them: the next _MAX_BATCH share one transaction, which
+    # a poisoned row makes fail; the rest are the transaction after.
     await refuse_writes(store, "BEFORE INSERT ON events WHEN NEW.data LIKE '%poison%'")
-    games = [f"g{i}" for i in range(_MAX_BATCH + 40)]
+    games = [f"g{i}" for i in range(1 + _MAX_BATCH + 40)]
     results = await asyncio.gather(
-        *(store.append([chat(1, "poison" if i == 0 else "fine")], row(g, 1)) for i, g in enumerate(games)),
+        *(store.append([chat(1, "poison" if i == 1 else "fine")], row(g, 1)) for i, g in enumerate(games)),
         return_exceptions=True,
     )
-    assert all(isinstance(r, StorageUnavailable) for r in results[:_MAX_BATCH])
-    assert not any(isinstance(r, BaseException) for r in results[_MAX_BATCH:])
-    assert [len(await store.load(g)) for g in games] == [0] * _MAX_BATCH + [1] * 40
-    assert {g.game_id for g in await store.list_games(limit=1000)} == set(games[_MAX_BATCH:])
+    failed = range(1, 1 + _MAX_BATCH)
+    assert all(isinstance(r, StorageUnavailable) for i, r in enumerate(results) if i in failed)
+    assert not any(isinstance(r, BaseException) for i, r in enumerate(results) if i not in failed)
+    assert [len(await store.load(g)) for g in games] == [1] + [0] * _MAX_BATCH + [1] * 40
+    assert {g.game_id for g in await store.list_games(limit=1000)} == {
+        g for i, g in enumerate(games) if i not in failed
+    }
 
 
 def joined(cursor: int, actor: str) -> PlayerJoined:

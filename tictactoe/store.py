@@ -1,9 +1,9 @@
 """The SQLite event store: migrations, group-committed appends, loads. It only stores.
 
-One writer task owns every write: appends that arrive while a transaction is being committed
-wait in a queue and go into the next one together (one transaction, one fsync for the batch),
-and each caller awaits its own result. Reads use a second connection (WAL lets them run while
-the writer commits).
+Appends are group-committed: an append that finds the writer idle starts a transaction at once;
+appends that arrive while one is being committed wait and go into the next one together (one
+transaction, one fsync for the batch), and each caller awaits its own result. Reads use a second
+connection (WAL lets them run while the writer commits).
 """
 
 from __future__ import annotations
@@ -98,9 +98,6 @@ class _Append:
     done: asyncio.Future[list[bytes]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-_STOP = object()
-
-
 class EventStore:
     """Appends and loads events; open with `EventStore.open(path)`."""
 
@@ -108,8 +105,9 @@ class EventStore:
         self._writer = writer
         self._reader = reader
         self.path = path
-        self._queue: asyncio.Queue[_Append | object] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._pending: list[_Append] = []  # appends waiting for the next transaction
+        self._committing: list[_Append] | None = None  # the batch in the writer's thread now
+        self._idle: asyncio.Future[None] | None = None  # what `close` awaits while a batch commits
         self._closing = False
         self._closed = False
         self.transactions = 0  # committed write transactions, for /metrics and the benchmark
@@ -174,7 +172,6 @@ class EventStore:
             raise
         store = cls(writer, reader, path)
         store.schema = applied
-        store._writer_task = asyncio.create_task(store._write_forever(), name="event-store-writer")
         return store
 
     # --- writing ---
@@ -190,7 +187,7 @@ class EventStore:
         """Queue an append for the next transaction; the future holds what `append` returns. It
         commits whether or not anyone still awaits it: a caller that may be cancelled shields it.
         `on_commit` is called with the same bytes as soon as the transaction has committed, before
-        the future's awaiter resumes (which takes the event loop two more turns)."""
+        the future's awaiter resumes (which takes the event loop one more turn)."""
         if self._closing:
             raise StorageUnavailable("the store is closing")
         encoded = [encode(e) for e in events]
@@ -199,77 +196,77 @@ class EventStore:
             for e, data in zip(events, encoded, strict=True)
         ]
         item = _Append(rows, game_row, encoded, on_commit)
-        self._queue.put_nowait(item)
+        self._pending.append(item)
+        if self._committing is None:
+            self._start_transaction()
         return item.done
 
-    async def _write_forever(self) -> None:
-        while True:
-            first = await self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Append] = [first]  # type: ignore[list-item]
-            stop = False
-            while len(batch) < _MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)  # type: ignore[arg-type]
-            try:
-                await self._commit(batch)
-            except Exception as err:  # the writer must outlive any one batch
-                log.exception("append failed unexpectedly")
-                _fail(batch, StorageUnavailable(f"storage unavailable: {err!r}"))
-            if stop:
-                return
+    def _start_transaction(self) -> None:
+        """Hand the pending appends to the writer connection's thread as one transaction.
 
-    async def _commit(self, batch: list[_Append]) -> None:
+        The thread reports back by scheduling `_transaction_done` itself, so the callers are
+        published to on the event loop's very next turn (no task in between), and an append
+        that finds the writer idle is not kept waiting for one either. aiosqlite has no public
+        call for running a function in its thread without awaiting it; its queue is what
+        `Connection._execute` uses, with `None` for a future nobody awaits."""
+        batch = self._pending[:_MAX_BATCH]
+        del self._pending[:_MAX_BATCH]
+        self._committing = batch
         settled = self._settled_columns
-        progressed, changed = [], []
-        for item in batch:
-            row = item.game_row
-            if settled.get(row.game_id) == _settled_columns_of(row):
-                progressed.append((row.moves, row.last_cursor, row.updated_at, row.game_id))
-            else:
-                changed.append(row)
-        events = [row for item in batch for row in item.rows]
-        try:
-            await self._in_writer_thread(_write_transaction, events, progressed, changed, [i.game_row for i in batch])
-        except sqlite3.IntegrityError:
-            if len(batch) == 1:
-                _fail(batch, CursorConflict("another event took this cursor first"))
-                return
-            for item in batch:  # find the conflicting appends; the others still commit
-                await self._commit([item])
-            return
-        except (sqlite3.Error, ValueError) as err:  # ValueError: aiosqlite's connection is gone
-            log.error("append failed for %d games: %s", len(batch), err)
-            _fail(batch, StorageUnavailable(f"storage unavailable: {err}"))
-            return
-        self.transactions += 1
-        for item in batch:
-            row = item.game_row
-            if row.state == "over":
-                settled.pop(row.game_id, None)
-            else:
-                settled[row.game_id] = _settled_columns_of(row)
-            if item.on_commit is not None:
-                try:
-                    item.on_commit(item.encoded)
-                except Exception:  # one caller's bookkeeping must not keep the others' answers
-                    log.exception("the commit hook of an append failed")
-            if not item.done.done():
-                item.done.set_result(item.encoded)
-
-    async def _in_writer_thread(self, work: Callable[..., None], *args: object) -> None:
-        """Run `work(connection, *args)` in the writer connection's own thread, as one call.
-
-        aiosqlite has no public call for this: its statements are one round trip to its thread
-        each, and a transaction of three statements and a commit, four thread wake-ups and GIL
-        handovers on the way to the fsync; `Connection._execute` (what each of them uses) runs
-        any function there."""
+        writes = [
+            (item, (row.moves, row.last_cursor, row.updated_at, row.game_id))
+            if settled.get((row := item.game_row).game_id) == _settled_columns_of(row)
+            else (item, None)
+            for item in batch
+        ]
+        loop = asyncio.get_running_loop()
         writer = self._writer
-        await writer._execute(lambda: work(writer._conn, *args))
+
+        def commit_in_thread() -> None:
+            try:
+                outcome: _Outcome | BaseException = _commit_batch(writer._conn, writes)
+            except BaseException as err:  # whatever happens, the callers must hear of it
+                outcome = err
+            loop.call_soon_threadsafe(self._transaction_done, batch, outcome)
+
+        if not writer._running:
+            self._transaction_done(batch, StorageUnavailable("storage unavailable: the connection is closed"))
+            return
+        writer._tx.put_nowait((None, commit_in_thread))
+
+    def _transaction_done(self, batch: list[_Append], outcome: _Outcome | BaseException) -> None:
+        """On the event loop: publish and answer the batch's appends, then start the next batch."""
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, StoreError):
+                log.error("append failed unexpectedly", exc_info=outcome)
+                outcome = StorageUnavailable(f"storage unavailable: {outcome!r}")
+            _fail(batch, outcome)
+        else:
+            commits, errors = outcome
+            self.transactions += commits
+            settled = self._settled_columns
+            for item, error in zip(batch, errors or [None] * len(batch), strict=True):
+                if error is not None:
+                    _fail([item], error)
+                    continue
+                row = item.game_row
+                if row.state == "over":
+                    settled.pop(row.game_id, None)
+                else:
+                    settled[row.game_id] = _settled_columns_of(row)
+                if item.on_commit is not None:
+                    try:
+                        item.on_commit(item.encoded)
+                    except Exception:  # one caller's bookkeeping must not keep the others' answers
+                        log.exception("the commit hook of an append failed")
+                if not item.done.done():
+                    item.done.set_result(item.encoded)
+        if self._pending:
+            self._start_transaction()
+            return
+        self._committing = None
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     async def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error, ValueError):
@@ -463,27 +460,50 @@ class EventStore:
         if self._closed:
             return
         self._closing = self._closed = True
-        if self._writer_task is not None:
-            self._queue.put_nowait(_STOP)
-            await self._writer_task
+        while self._committing is not None:  # the batches queued before now still commit
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
         for conn in {id(c): c for c in (self._writer, self._reader)}.values():
             with contextlib.suppress(sqlite3.Error, ValueError):
                 await conn.close()
 
 
-def _write_transaction(
-    conn: sqlite3.Connection,
-    events: list[tuple[object, ...]],
-    progressed: list[tuple[object, ...]],
-    changed: list[GameRow],
-    every_row: list[GameRow],
-) -> None:
-    """One group commit, in the writer's thread: the events, the games rows, the commit; all or
-    nothing (rolled back before the error goes up)."""
+# What the writer's thread reports of a batch: the transactions committed, and each append's
+# error in batch order (None when all of them committed).
+_Outcome = tuple[int, list["StoreError | None"] | None]
+_Write = tuple[_Append, "tuple[object, ...] | None"]  # an append, and its games row's progress if only that changed
+
+
+def _commit_batch(conn: sqlite3.Connection, writes: list[_Write]) -> _Outcome:
+    """In the writer's thread: the batch as one transaction; if a cursor conflict spoils it, each
+    append in its own, so that only the conflicting ones fail."""
+    try:
+        _write_transaction(conn, writes)
+        return 1, None
+    except sqlite3.IntegrityError:
+        if len(writes) == 1:
+            return 0, [CursorConflict("another event took this cursor first")]
+    except (sqlite3.Error, ValueError) as err:  # ValueError: the connection is gone
+        log.error("append failed for %d games: %s", len(writes), err)
+        return 0, [StorageUnavailable(f"storage unavailable: {err}")] * len(writes)
+    commits, errors = 0, []
+    for write in writes:
+        commits_one, errors_one = _commit_batch(conn, [write])
+        commits += commits_one
+        errors.append(errors_one[0] if errors_one else None)
+    return commits, errors
+
+
+def _write_transaction(conn: sqlite3.Connection, writes: list[_Write]) -> None:
+    """One transaction: the events, the games rows, the commit; all or nothing (rolled back
+    before the error goes up)."""
+    events = [row for item, _ in writes for row in item.rows]
+    progressed = [progress for _, progress in writes if progress is not None]
+    changed = [item.game_row for item, progress in writes if progress is None]
     try:
         conn.executemany(_INSERT_EVENT, events)
         if progressed and conn.executemany(_UPDATE_GAME_PROGRESS, progressed).rowcount != len(progressed):
-            changed = every_row  # a row went missing (another process?): write them whole
+            changed = [item.game_row for item, _ in writes]  # a row went missing (another process?): write them whole
         if changed:
             conn.executemany(_UPSERT_GAME, changed)
         conn.commit()
