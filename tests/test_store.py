@@ -65,6 +65,26 @@ async def test_concurrent_appends_to_many_games_share_transactions_and_all_commi
     assert store.transactions - before < appends / 5  # grouped: far fewer commits than appends
 
 
+async def test_an_append_to_an_idle_writer_commits_at_once_and_those_made_meanwhile_share_the_next_commit(store):
+    before = store.transactions
+    first = store.submit([chat(1)], row("g0", 1))
+    assert store._committing is not None  # handed to the SQLite thread already, not on the next turn
+    later = [store.submit([chat(1)], row(f"g{i}", 1)) for i in range(1, 30)]
+    await asyncio.gather(first, *later)
+    assert store.transactions - before == 2
+    assert [[e.cursor for e in await store.load(f"g{i}")] for i in range(30)] == [[1]] * 30
+
+
+async def test_appends_to_a_store_whose_connection_is_gone_fail_instead_of_hanging(tmp_path):
+    store = await EventStore.open(tmp_path / "gone.db")
+    try:
+        await store._writer.close()  # as if the driver's thread had ended
+        with pytest.raises(StorageUnavailable):
+            await asyncio.wait_for(store.append([chat(1)], row("g", 1)), timeout=5)
+    finally:
+        await store.close()
+
+
 async def test_a_cursor_taken_twice_fails_only_the_late_caller(store):
     results = await asyncio.gather(
         store.append([chat(1, "first")], row("g", 1)),

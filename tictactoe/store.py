@@ -236,37 +236,42 @@ class EventStore:
 
     def _transaction_done(self, batch: list[_Append], outcome: _Outcome | BaseException) -> None:
         """On the event loop: publish and answer the batch's appends, then start the next batch."""
+        try:
+            self._answer(batch, outcome)
+        finally:  # whatever went wrong with this batch, the next one must not wait forever
+            if self._pending:
+                self._start_transaction()
+            else:
+                self._committing = None
+                if self._idle is not None and not self._idle.done():
+                    self._idle.set_result(None)
+
+    def _answer(self, batch: list[_Append], outcome: _Outcome | BaseException) -> None:
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, StoreError):
                 log.error("append failed unexpectedly", exc_info=outcome)
                 outcome = StorageUnavailable(f"storage unavailable: {outcome!r}")
             _fail(batch, outcome)
-        else:
-            commits, errors = outcome
-            self.transactions += commits
-            settled = self._settled_columns
-            for item, error in zip(batch, errors or [None] * len(batch), strict=True):
-                if error is not None:
-                    _fail([item], error)
-                    continue
-                row = item.game_row
-                if row.state == "over":
-                    settled.pop(row.game_id, None)
-                else:
-                    settled[row.game_id] = _settled_columns_of(row)
-                if item.on_commit is not None:
-                    try:
-                        item.on_commit(item.encoded)
-                    except Exception:  # one caller's bookkeeping must not keep the others' answers
-                        log.exception("the commit hook of an append failed")
-                if not item.done.done():
-                    item.done.set_result(item.encoded)
-        if self._pending:
-            self._start_transaction()
             return
-        self._committing = None
-        if self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        commits, errors = outcome
+        self.transactions += commits
+        settled = self._settled_columns
+        for item, error in zip(batch, errors or [None] * len(batch), strict=True):
+            if error is not None:
+                _fail([item], error)
+                continue
+            row = item.game_row
+            if row.state == "over":
+                settled.pop(row.game_id, None)
+            else:
+                settled[row.game_id] = _settled_columns_of(row)
+            if item.on_commit is not None:
+                try:
+                    item.on_commit(item.encoded)
+                except Exception:  # one caller's bookkeeping must not keep the others' answers
+                    log.exception("the commit hook of an append failed")
+            if not item.done.done():
+                item.done.set_result(item.encoded)
 
     async def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error, ValueError):
