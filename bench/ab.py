@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,11 +36,15 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-from run import free_port  # noqa: E402  (bench/ is not a package)
 
 Server = tuple[str, subprocess.Popen[bytes]]  # its URL and its process
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (also used by run.py)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def start_server(side: str, folder: Path) -> Server:

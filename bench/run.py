@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -30,6 +29,9 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))  # bench/ is not a package: ab.py is found by its folder
+
+from ab import free_port, one_round  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,11 @@ QUICK = {
     "many_polls": Load("many_polls", 500, spectators=2, think=2.0, duration=6, warmup=4, workers=2),
 }
 QUICK_SWEEP = [Load("sweep_100", 100, spectators=2, think=2.0, duration=4, warmup=3)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# The CPU per move once more, both servers and their load generators at the same time (as
+# `ab.py`): run one after the other, the figure swings by +-15 % with the machine; side by side,
+# both see the same weather, so the ratio is steady. 300 games each: the two cores are shared.
+SIDE_BY_SIDE = Load("side_by_side", 300, duration=12, warmup=4, min_runs=5)
+QUICK_SIDE_BY_SIDE = Load("side_by_side", 40, duration=3, warmup=1, min_runs=1)
 
 
 class ServerProcess:
@@ -263,6 +264,19 @@ def measure_startup(events: int, unfinished: int, runs: int) -> dict[str, Any]:
     return result
 
 
+def side_by_side(load: Load) -> list[dict[str, float]]:
+    """`load.min_runs` rounds of the reference and our server loaded at the same time; per round,
+    each one's CPU µs per move (the side started first alternates)."""
+    args = [f"--games={load.games}", f"--duration={load.duration}", f"--warmup={load.warmup}"]
+    rounds = []
+    for n in range(load.min_runs):
+        ours_first = n % 2 == 1
+        reference, server = one_round("reference", str(ROOT), args, load.warmup + load.duration + 120, ours_first)
+        rounds.append({"reference": cpu_per_move(reference), "server": cpu_per_move(server)})
+        print(f"  side by side, round {n + 1}: {rounds[-1]}", flush=True)
+    return rounds
+
+
 # --- the matrix --------------------------------------------------------------------------------
 
 
@@ -316,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("reference", "server"):  # interleaved: noise hits both alike
                 results[load.name][kind].append(run_load(kind, load))
                 (args.out / "results.partial.json").write_text(json.dumps(results))  # if the run is cut short
+    together = QUICK_SIDE_BY_SIDE if args.quick else SIDE_BY_SIDE
+    print(f"{together.games} games each, no think time, both servers at the same time", flush=True)
+    paired = side_by_side(together)
     print("start-up time on a long log", flush=True)
     small, large = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
     # A process start here varies by +-0.15 s (imports): 5 starts each, so that the median compares the logs.
@@ -329,12 +346,13 @@ def main(argv: list[str] | None = None) -> int:
                 "loads": {k: v.__dict__ for k, v in {**loads, **{s.name: s for s in sweep}}.items()},
                 "results": results,
                 "startup": startup,
+                "side_by_side": {"load": together.__dict__, "rounds": paired},
                 "seconds": elapsed,
             },
             indent=1,
         )
     )
-    (args.out / "results.md").write_text(report(loads, results, startup, runs, elapsed, args.quick))
+    (args.out / "results.md").write_text(report(loads, results, startup, runs, elapsed, args.quick, (together, paired)))
     plot(loads, sweep, results, args.out / "results.png")
     print((args.out / "results.md").read_text())
     return 0
@@ -347,6 +365,7 @@ def report(
     runs: int,
     elapsed: float,
     quick: bool,
+    paired: tuple[Load, list[dict[str, float]]],
 ) -> str:
     rows: list[tuple[str, ...]] = []
 
@@ -449,6 +468,8 @@ def report(
         "|---|---|---|---|---|---|---|",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
+        side_by_side_line(*paired),
+        "",
         "## Every figure (medians)",
         "",
         "| load | server | moves/s | notify p50 ms | p99 ms | max ms | server CPU us/move | server RSS MB"
@@ -462,6 +483,20 @@ def report(
         "",
     ]
     return "\n".join(lines)
+
+
+def side_by_side_line(load: Load, rounds: list[dict[str, float]]) -> str:
+    """The side-by-side CPU ratio as a sentence under the table (a check on its steadiness, not a target)."""
+    ratios = [r["server"] / r["reference"] for r in rounds if r["server"] and r["reference"]]
+    if not ratios:
+        return "Side by side: no figures."
+    return (
+        f"Server CPU per move **side by side** (both servers and their load generators at the same time,"
+        f" {load.games} games each, no think time, {len(ratios)} round(s)): {statistics.median(ratios):.2f}x the"
+        f" reference's (rounds {min(ratios):.2f}-{max(ratios):.2f}). Run one after the other, as in the table,"
+        " this ratio swings with whatever else the machine does; side by side both servers see the same"
+        " conditions."
+    )
 
 
 def _g(value: float | None) -> str:

@@ -94,6 +94,16 @@ def test_the_a_b_tool_runs_both_sides_at_once_and_prints_their_ratios(tmp_path):
     assert "notify p99, B/A: median " in done.stdout, done.stdout
 
 
+def test_the_full_run_measures_the_cpu_ratio_side_by_side_and_reports_it_under_the_table():
+    bench_run = _bench_run()
+    load = bench_run.Load("side_by_side", 4, duration=1.5, warmup=0.5, min_runs=2)
+    rounds = bench_run.side_by_side(load)
+    assert len(rounds) == 2
+    assert all(r["reference"] > 0 and r["server"] > 0 for r in rounds), rounds
+    line = bench_run.side_by_side_line(load, rounds)
+    assert "side by side" in line and "4 games each" in line and "2 round(s)" in line, line
+
+
 async def test_a_move_sent_before_its_player_sees_the_game_end_is_still_awaited_and_counted(aiohttp_server):
     # A server may wake the pollers with the winning move before it answers that move itself;
     # the load generator must not drop the move's request (nor leave it uncounted) when its
