@@ -73,7 +73,7 @@ QUICK_SWEEP = [Load("sweep_100", 100, spectators=2, think=2.0, duration=4, warmu
 # The CPU per move once more, both servers and their load generators at the same time (as
 # `ab.py`): run one after the other, the figure swings by +-15 % with the machine; side by side,
 # both see the same weather, so the ratio is steady. 300 games each: the two cores are shared.
-SIDE_BY_SIDE = Load("side_by_side", 300, duration=12, warmup=4, min_runs=5)
+SIDE_BY_SIDE = Load("side_by_side", 300, duration=12, warmup=4, min_runs=5)  # min_runs: the rounds
 QUICK_SIDE_BY_SIDE = Load("side_by_side", 40, duration=3, warmup=1, min_runs=1)
 
 
